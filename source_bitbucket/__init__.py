@@ -1,0 +1,5 @@
+"""Airbyte source for Bitbucket Cloud."""
+
+from source_bitbucket.source import SourceBitbucket
+
+__all__ = ["SourceBitbucket"]

@@ -1,0 +1,147 @@
+"""Parse and validate the connector config once, into a typed object.
+
+Every problem is reported before any request is sent, as an Airbyte ``config_error`` whose
+message names the field and the fix. Secrets (``api_token``) never appear in a message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping, Tuple
+from urllib.parse import urlparse
+
+import pendulum
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
+DEFAULT_START_DATE = "2020-01-01T00:00:00Z"
+PULL_REQUEST_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
+PULL_REQUEST_STATE_CHOICES = PULL_REQUEST_STATES + ("ALL",)
+
+_WORKSPACE_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$|^\{[0-9a-fA-F-]{36}\}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ConfigError(AirbyteTracedException):
+    """A config value the user must fix; surfaces as an Airbyte ``config_error`` trace."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        message = f"Config field '{field}': {problem}"
+        super().__init__(message=message, internal_message=message, failure_type=FailureType.config_error)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class BitbucketConfig:
+    """The validated connector config.
+
+    Attributes:
+        workspace: workspace slug (``bitbucket.org/<workspace>``) or ``{uuid}``.
+        email: Atlassian account email, the HTTP basic username.
+        api_token: Atlassian API token with scopes, the HTTP basic password.
+        start_date: UTC datetime; records older than it are not read.
+        pull_request_states: the ``state`` values sent to ``GET .../pullrequests``.
+        api_url: API root without a trailing slash, e.g. ``https://api.bitbucket.org/2.0``.
+    """
+
+    workspace: str
+    email: str
+    api_token: str
+    start_date: datetime
+    pull_request_states: Tuple[str, ...]
+    api_url: str
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any], now: datetime | None = None) -> "BitbucketConfig":
+        """Validate ``config`` (the JSON given to spec/check/read) and return the typed config.
+
+        Raises:
+            ConfigError: naming the first invalid field and how to fix it.
+        """
+        now = now or datetime.now(timezone.utc)
+        return cls(
+            workspace=_workspace(config.get("workspace")),
+            email=_email(config.get("email")),
+            api_token=_api_token(config.get("api_token")),
+            start_date=_start_date(config.get("start_date", DEFAULT_START_DATE), now),
+            pull_request_states=_pull_request_states(config.get("pull_request_state", "ALL")),
+            api_url=_api_url(config.get("api_url") or DEFAULT_API_URL),
+        )
+
+
+def _workspace(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("workspace", "is required: give the workspace slug, e.g. 'acme' for bitbucket.org/acme.")
+    value = value.strip()
+    if "/" in value or ":" in value:
+        raise ConfigError(
+            "workspace",
+            "looks like a URL or a path; give only the workspace slug, e.g. 'acme' for https://bitbucket.org/acme/.",
+        )
+    if not _WORKSPACE_SLUG.match(value):
+        raise ConfigError("workspace", "is not a valid workspace slug (letters, digits, '-', '_' and '.').")
+    return value
+
+
+def _email(value: Any) -> str:
+    if not isinstance(value, str) or not _EMAIL.match(value.strip()):
+        raise ConfigError(
+            "email",
+            "must be the email address of your Atlassian account (not the Bitbucket username), e.g. me@example.com.",
+        )
+    return value.strip()
+
+
+def _api_token(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(
+            "api_token",
+            "is empty: create an API token with scopes at https://id.atlassian.com/manage-profile/security/api-tokens.",
+        )
+    if value != value.strip():
+        raise ConfigError("api_token", "has leading or trailing whitespace; paste the token without spaces or newlines.")
+    return value
+
+
+def _start_date(value: Any, now: datetime) -> datetime:
+    try:
+        parsed = pendulum.parse(str(value))
+    except (ValueError, TypeError, pendulum.parsing.exceptions.ParserError):
+        parsed = None
+    if not isinstance(parsed, datetime):
+        raise ConfigError("start_date", f"'{value}' is not an ISO 8601 date-time; use e.g. 2023-01-01T00:00:00Z.")
+    parsed = parsed.astimezone(timezone.utc)
+    if parsed > now:
+        raise ConfigError("start_date", f"'{value}' is in the future; use a date in the past or leave it empty.")
+    return datetime.fromtimestamp(parsed.timestamp(), tz=timezone.utc)
+
+
+def _pull_request_states(value: Any) -> Tuple[str, ...]:
+    choice = str(value).strip().upper()
+    if choice not in PULL_REQUEST_STATE_CHOICES:
+        raise ConfigError("pull_request_state", f"'{value}' is not one of {', '.join(PULL_REQUEST_STATE_CHOICES)}.")
+    return PULL_REQUEST_STATES if choice == "ALL" else (choice,)
+
+
+def _api_url(value: Any) -> str:
+    parsed = urlparse(str(value).strip())
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise ConfigError("api_url", f"'{value}' is not a URL; leave it empty to use {DEFAULT_API_URL}.")
+    if parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+        raise ConfigError(
+            "api_url", "must use https (plain http is only allowed for a local sandbox on 127.0.0.1/localhost)."
+        )
+    return str(value).strip().rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,160 @@
+"""Cursor values and per-repository state.
+
+State of a repository-scoped stream (pull_requests, commits, deployments) is one entry per
+repository, keyed by the repository uuid (which survives renames)::
+
+    {"{0b1c...}": {"updated_on": "2024-05-01T10:00:00.000000+00:00"}, ...}
+
+Cursor values are compared as parsed UTC datetimes (the API mixes ``+00:00``, ``Z``, trimmed
+fractions and no fraction) and always written in one canonical form,
+``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``.
+
+Older state shapes are accepted: a single stream-wide cursor (``{"updated_on": ...}``) and
+entries keyed by ``workspace/slug`` or by ``slug``; they are read as fallbacks and replaced by
+uuid-keyed entries as repositories are synced.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, MutableMapping, Optional, Set
+
+import pendulum
+
+CLOCK_SKEW_MARGIN_SECONDS = 60
+
+
+def parse_datetime(value: Any) -> Optional[datetime]:
+    """Parse an API or state date-time (ISO 8601, any offset or none = UTC) into an aware UTC datetime.
+
+    Returns None for None, "" or an unparsable value.
+    """
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = pendulum.parse(str(value))
+        except (ValueError, TypeError, pendulum.parsing.exceptions.ParserError):
+            return None
+        if not isinstance(parsed, datetime):
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(parsed.timestamp(), tz=timezone.utc).replace(microsecond=parsed.microsecond)
+
+
+def format_datetime(value: datetime) -> str:
+    """The canonical cursor form: ``2024-05-01T10:00:00.000000+00:00`` (UTC, microseconds)."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+class RepositoryCursors:
+    """Reads and advances one stream's per-repository cursors.
+
+    ``lower_bound`` gives where a repository's next read starts; ``observe`` is the body of the
+    stream's ``get_updated_state``.
+
+    Safety rule (nothing lost): a cursor never moves to a value at or after the sync's start
+    (minus a clock-skew margin). A record dated there was updated during this sync, or is dated
+    in the future; ascending, page-numbered listings may have shifted under us, so the
+    repository's cursor stays where this sync started it and the next sync reads that window
+    again (duplicates are possible, losses are not).
+    """
+
+    def __init__(self, cursor_field: str, start_date: datetime, sync_started_at: datetime) -> None:
+        self.cursor_field = cursor_field
+        self.start_date = start_date
+        self.ceiling = sync_started_at.timestamp() - CLOCK_SKEW_MARGIN_SECONDS
+        self._pinned: Set[str] = set()
+
+    def stored_cursor(self, state: Mapping[str, Any], repository: Optional[Mapping[str, str]]) -> Optional[datetime]:
+        """The cursor stored for ``repository`` ({uuid, full_name, slug}), looked up by uuid, then by the
+        older keys (full_name, slug), then the stream-wide cursor; None if there is none.
+        ``repository=None`` reads the stream-wide cursor (the repositories stream's own state)."""
+        for key in _keys(repository):
+            entry = state.get(key)
+            if isinstance(entry, Mapping) and entry.get(self.cursor_field):
+                return parse_datetime(entry[self.cursor_field])
+        return parse_datetime(state.get(self.cursor_field))
+
+    def lower_bound(self, state: Mapping[str, Any], repository: Optional[Mapping[str, str]]) -> datetime:
+        """Where the next read starts: the later of the stored cursor and ``start_date``."""
+        stored = self.stored_cursor(state, repository)
+        return max(stored, self.start_date) if stored else self.start_date
+
+    def observe(
+        self,
+        state: MutableMapping[str, Any],
+        initial_state: Mapping[str, Any],
+        repository: Optional[Mapping[str, str]],
+        value: Any,
+    ) -> MutableMapping[str, Any]:
+        """Advance the cursor of ``repository`` (None: the stream-wide cursor) to ``value`` (an API
+        date-time) if it is later, under the safety rule.
+
+        Mutates ``state`` in place, replacing the repository's entry with a new dict so that STATE
+        messages already emitted keep their values, and returns it.
+        """
+        observed = parse_datetime(value)
+        key = repository["uuid"] if repository else ""
+        if observed is None or key in self._pinned:
+            return state
+        if observed.timestamp() >= self.ceiling:
+            self._pinned.add(key)
+            new_value = self.stored_cursor(initial_state, repository)
+        else:
+            current = self.stored_cursor(state, repository)
+            new_value = observed if current is None or observed > current else current
+        if repository is None:
+            if new_value is not None:
+                state[self.cursor_field] = format_datetime(new_value)
+            return state
+        entry = dict(state.get(key) or {})
+        if new_value is not None:
+            entry[self.cursor_field] = format_datetime(new_value)
+        for alias in _keys(repository)[1:]:
+            state.pop(alias, None)
+        state[key] = entry
+        return state
+
+
+def _keys(repository: Optional[Mapping[str, str]]) -> list:
+    if not repository:
+        return []
+    keys = [repository.get("uuid"), repository.get("full_name"), repository.get("slug")]
+    return [k for k in dict.fromkeys(keys) if k]
+
+
+class CommitFrontier:
+    """The tips of the commit graph already read from one repository, maintained per record.
+
+    ``GET .../commits?exclude=<hash>`` lists every commit reachable from the repository's
+    branches and tags and *not* reachable from the excluded hashes. Excluding the tips we have
+    read returns exactly the commits that are new to us, whatever their date (a branch merged
+    late brings old-dated commits) and in whatever order the API lists them.
+
+    A hash is a tip when no commit read so far names it as a parent. The order in which commits
+    arrive does not matter: a parent read before its child is dropped when the child arrives.
+    """
+
+    def __init__(self, previous_tips: Iterable[str]) -> None:
+        self.tips: Set[str] = set(previous_tips)
+        self._referenced: Set[str] = set()
+
+    def add(self, commit_hash: str, parent_hashes: Iterable[str]) -> None:
+        """Record a commit read from the listing."""
+        if commit_hash not in self._referenced:
+            self.tips.add(commit_hash)
+        for parent in parent_hashes:
+            self._referenced.add(parent)
+            self.tips.discard(parent)
+
+    def excluded(self, limit: int) -> list:
+        """The tips to send as ``exclude`` next time, at most ``limit`` of them (sorted, for stable URLs).
+
+        Dropping tips past the limit can only make the next sync list commits again (duplicates),
+        never skip one.
+        """
+        return sorted(self.tips)[:limit]

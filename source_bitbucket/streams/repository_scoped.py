@@ -1,0 +1,99 @@
+"""The base of the streams read once per repository: pull_requests, commits, deployments."""
+
+from __future__ import annotations
+
+from abc import ABC
+from typing import Any, Iterable, List, Mapping, MutableMapping, Optional
+from urllib.parse import quote
+
+import requests
+from airbyte_cdk.models import SyncMode
+from airbyte_cdk.sources.streams.http import HttpSubStream
+
+from source_bitbucket.errors import error_detail, REQUIRED_SCOPES
+from source_bitbucket.state import format_datetime
+from source_bitbucket.streams.base import BitbucketStream, page_body
+
+
+class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
+    """A stream read from ``GET /repositories/{workspace}/{repository uuid}/{resource}``, one slice
+    per repository of the workspace.
+
+    * Slices: ``{"repository": {"uuid", "full_name", "slug"}, "since": <ISO date-time>}``, from the
+      parent's repository listing (read once per sync and shared by every such stream). ``since``
+      is the repository's cursor in incremental mode (never earlier than ``start_date``) and
+      ``start_date`` in full refresh mode.
+    * Records gain ``repository_uuid`` and ``repository_full_name``, so that they can be joined
+      and so that the primary key is unique across repositories.
+    * State: one entry per repository uuid (see ``source_bitbucket.state``); a repository seen for
+      the first time starts at ``start_date``.
+    * A 403 or 404 skips the repository for this stream with one warning (no access, feature off,
+      deleted mid-sync); the sync goes on.
+    """
+
+    resource: str = ""
+    skip_statuses = frozenset({403, 404})
+
+    def __init__(self, parent: BitbucketStream, **kwargs: Any) -> None:
+        super().__init__(parent=parent, **kwargs)
+
+    def stream_slices(
+        self, sync_mode: SyncMode, cursor_field: Optional[List[str]] = None, stream_state: Optional[Mapping[str, Any]] = None
+    ) -> Iterable[Mapping[str, Any]]:
+        incremental = sync_mode == SyncMode.incremental
+        for repository in self.parent.list_repositories():
+            since = self.cursors.lower_bound(stream_state or {}, repository) if incremental else self.config.start_date
+            yield {"repository": repository, "since": format_datetime(since), **self.slice_extras(repository, incremental)}
+
+    def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
+        """More slice keys for one repository (e.g. the commits to exclude)."""
+        return {}
+
+    def first_page_path(self, stream_slice: Mapping[str, Any]) -> str:
+        uuid = stream_slice["repository"]["uuid"]
+        return f"repositories/{quote(self.config.workspace, safe='')}/{quote(uuid, safe='')}/{self.resource}"
+
+    def parse_response(
+        self,
+        response: requests.Response,
+        *,
+        stream_state: Mapping[str, Any],
+        stream_slice: Optional[Mapping[str, Any]] = None,
+        next_page_token: Optional[Mapping[str, Any]] = None,
+    ) -> Iterable[Mapping[str, Any]]:
+        if response.status_code in self.skip_statuses:
+            self.on_repository_skipped(response, stream_slice or {})
+            return
+        yield from super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice)
+
+    def on_repository_skipped(self, response: requests.Response, stream_slice: Mapping[str, Any]) -> None:
+        """Log the one warning for a repository skipped after a 403 or 404."""
+        repository = stream_slice["repository"]["full_name"]
+        if response.status_code == 403:
+            hint = f"the token may lack {REQUIRED_SCOPES[self.name]} or access to this repository"
+        else:
+            hint = "the repository was deleted or renamed during the sync, or the feature is off"
+        self.logger.warning(
+            f"Skipping repository {repository} for stream {self.name}: HTTP {response.status_code} "
+            f"({error_detail(response)}); {hint}."
+        )
+
+    def transform(self, record: MutableMapping[str, Any], stream_slice: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+        repository = stream_slice["repository"]
+        record["repository_uuid"] = repository["uuid"]
+        record["repository_full_name"] = repository["full_name"]
+        yield record
+
+    def get_updated_state(
+        self, current_stream_state: MutableMapping[str, Any], latest_record: Mapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        """Advance the record's repository cursor (``current_stream_state`` is updated in place)."""
+        return self.cursors.observe(
+            current_stream_state, self._initial_state, repository_of(latest_record), latest_record.get(self.cursor_field)
+        )
+
+
+def repository_of(record: Mapping[str, Any]) -> Mapping[str, str]:
+    """The ``{uuid, full_name, slug}`` of the repository a decorated record came from."""
+    full_name = record["repository_full_name"]
+    return {"uuid": record["repository_uuid"], "full_name": full_name, "slug": full_name.split("/", 1)[-1]}
