@@ -31,11 +31,12 @@ KEY_FIELDS = {
     "repositories": ["uuid", "updated_on"],
     "pull_requests": ["repository_uuid", "id", "updated_on"],
     "commits": ["repository_uuid", "hash", "date"],
-    "deployments": ["uuid", "repository_uuid", "completed_on"],
+    "deployments": ["uuid", "repository_uuid"],
     "workspace_users": ["user_uuid"],
 }
-# Key fields that must be present but may be null.
-NULLABLE_KEY_FIELDS = {("deployments", "completed_on")}
+# Key fields that must be present but may be null (none: the CDK's serializer drops top-level
+# null values from RECORD data, so a nullable field can never be required).
+NULLABLE_KEY_FIELDS: set = set()
 REPOSITORY_SCOPED = {"pull_requests", "commits", "deployments"}
 FAKE_REPOSITORY = {"uuid": "{7c1c3f4e-2b9a-4d7e-9a55-0f3c8d2e6b10}", "full_name": "acme-team-1/fake-repo"}
 
@@ -196,6 +197,13 @@ def test_schema_is_draft7_and_fully_resolved(stream):
     Draft7Validator.check_schema(resolved)
     assert not [p for p, node in _walk(resolved) if "$ref" in node], "unresolved $ref"
     assert resolved["type"] == "object"
+
+
+def test_deployments_cursor_is_nullable_and_not_required():
+    """In-progress and undeployed deployments have no completed_on; the CDK omits the null key."""
+    schema = load_schema("deployments")
+    assert "completed_on" not in schema["required"]
+    assert "null" in _types(schema["properties"]["completed_on"])
 
 
 @pytest.mark.parametrize("stream", STREAMS)

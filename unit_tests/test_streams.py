@@ -1,0 +1,325 @@
+"""Each stream's requests, pagination, records and state, through the real entrypoint (HTTP mocked)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import responses
+from airbyte_cdk.models import FailureType, SyncMode
+
+from unit_tests.conftest import API, WORKSPACE, final_state, page, repository, repository_url, run_read
+
+LISTING = f"{API}/repositories/{WORKSPACE}"
+
+
+def query(call) -> dict:
+    return parse_qs(urlparse(call.request.url).query)
+
+
+def calls_to(url: str):
+    return [c for c in responses.calls if c.request.url.split("?")[0] == url]
+
+
+def pull_request(repo_n: int, pr_id: int, updated_on: str) -> dict:
+    return {"type": "pullrequest", "id": pr_id, "title": f"PR {pr_id}", "state": "MERGED", "updated_on": updated_on}
+
+
+def commit(sha: str, date: str, parents=()) -> dict:
+    return {"type": "commit", "hash": sha, "date": date, "parents": [{"hash": p, "type": "commit"} for p in parents]}
+
+
+@responses.activate
+def test_repositories_full_refresh_reads_every_page_following_next_verbatim(config):
+    next_url = f"{LISTING}?page=2&pagelen=100"
+    responses.get(LISTING, json=page([repository(1), repository(2)], next_url))
+    responses.get(next_url, json=page([repository(3)]))
+
+    output = run_read(config, ["repositories"])
+
+    assert [r.record.data["uuid"] for r in output.records] == [repository(n)["uuid"] for n in (1, 2, 3)]
+    assert query(responses.calls[0]) == {"pagelen": ["100"]}
+    assert responses.calls[1].request.url == next_url
+
+
+@responses.activate
+def test_repositories_incremental_filters_on_the_server_and_advances_the_cursor(config):
+    responses.get(LISTING, json=page([repository(3), repository(5)]))
+
+    output = run_read(config, ["repositories"], SyncMode.incremental, state={"repositories": {"updated_on": "2024-01-02T00:00:00Z"}})
+
+    assert query(responses.calls[0]) == {
+        "pagelen": ["100"],
+        "q": ["updated_on>2024-01-02T00:00:00.000000+00:00"],
+        "sort": ["updated_on"],
+    }
+    assert len(output.records) == 2
+    assert final_state(output, "repositories") == {"updated_on": "2024-01-05T00:00:00.000000+00:00"}
+
+
+@responses.activate
+def test_a_later_start_date_beats_an_older_cursor(config):
+    config["start_date"] = "2024-06-01T00:00:00+02:00"
+    responses.get(LISTING, json=page([]))
+
+    run_read(config, ["repositories"], SyncMode.incremental, state={"repositories": {"updated_on": "2023-01-01T00:00:00Z"}})
+
+    assert query(responses.calls[0])["q"] == ["updated_on>2024-05-31T22:00:00.000000+00:00"]
+
+
+@responses.activate
+def test_pull_requests_send_every_state_the_pagelen_cap_and_an_ascending_window(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    prs_url = repository_url(repo, "pullrequests")
+    next_url = prs_url + "?page=2&pagelen=50&state=OPEN&state=MERGED&state=DECLINED&state=SUPERSEDED&sort=updated_on"
+    responses.get(prs_url, json=page([pull_request(1, 1, "2024-02-01T00:00:00.000000+00:00")], next_url))
+    responses.get(next_url, json=page([pull_request(1, 2, "2024-02-02T10:00:00.5+00:00")]))
+
+    output = run_read(config, ["pull_requests"], SyncMode.incremental)
+
+    first = query(calls_to(prs_url)[0])
+    assert first == {
+        "pagelen": ["50"],
+        "state": ["OPEN", "MERGED", "DECLINED", "SUPERSEDED"],
+        "q": ["updated_on>2021-01-01T00:00:00.000000+00:00"],
+        "sort": ["updated_on"],
+    }
+    assert calls_to(prs_url)[1].request.url == next_url
+    records = [r.record.data for r in output.records]
+    assert [(r["repository_uuid"], r["repository_full_name"], r["id"]) for r in records] == [
+        (repo["uuid"], repo["full_name"], 1),
+        (repo["uuid"], repo["full_name"], 2),
+    ]
+    assert final_state(output, "pull_requests") == {repo["uuid"]: {"updated_on": "2024-02-02T10:00:00.500000+00:00"}}
+
+
+@responses.activate
+def test_one_configured_pull_request_state_is_sent_alone(config):
+    config["pull_request_state"] = "DECLINED"
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    responses.get(repository_url(repo, "pullrequests"), json=page([]))
+
+    run_read(config, ["pull_requests"])
+
+    assert query(calls_to(repository_url(repo, "pullrequests"))[0])["state"] == ["DECLINED"]
+
+
+@responses.activate
+def test_each_repository_keeps_its_own_cursor(config):
+    repo1, repo2 = repository(1), repository(2)
+    responses.get(LISTING, json=page([repo1, repo2]))
+    responses.get(repository_url(repo1, "pullrequests"), json=page([pull_request(1, 7, "2024-03-01T00:00:00+00:00")]))
+    responses.get(repository_url(repo2, "pullrequests"), json=page([]))
+    state = {repo2["uuid"]: {"updated_on": "2023-05-05T00:00:00.000000+00:00"}}
+
+    output = run_read(config, ["pull_requests"], SyncMode.incremental, state={"pull_requests": state})
+
+    assert query(calls_to(repository_url(repo2, "pullrequests"))[0])["q"] == ["updated_on>2023-05-05T00:00:00.000000+00:00"]
+    assert final_state(output, "pull_requests") == {
+        repo1["uuid"]: {"updated_on": "2024-03-01T00:00:00.000000+00:00"},
+        repo2["uuid"]: {"updated_on": "2023-05-05T00:00:00.000000+00:00"},
+    }
+
+
+@responses.activate
+def test_state_keyed_by_repository_name_is_migrated_to_the_uuid(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    responses.get(repository_url(repo, "pullrequests"), json=page([pull_request(1, 1, "2024-04-01T00:00:00+00:00")]))
+    legacy = {repo["full_name"]: {"updated_on": "2024-03-01T00:00:00+00:00"}}
+
+    output = run_read(config, ["pull_requests"], SyncMode.incremental, state={"pull_requests": legacy})
+
+    assert query(calls_to(repository_url(repo, "pullrequests"))[0])["q"] == ["updated_on>2024-03-01T00:00:00.000000+00:00"]
+    assert final_state(output, "pull_requests") == {repo["uuid"]: {"updated_on": "2024-04-01T00:00:00.000000+00:00"}}
+
+
+@responses.activate
+def test_a_future_dated_record_does_not_move_the_cursor(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    responses.get(
+        repository_url(repo, "pullrequests"),
+        json=page([pull_request(1, 1, "2024-04-01T00:00:00+00:00"), pull_request(1, 2, "2999-01-01T00:00:00+00:00")]),
+    )
+    state = {repo["uuid"]: {"updated_on": "2024-01-01T00:00:00.000000+00:00"}}
+
+    output = run_read(config, ["pull_requests"], SyncMode.incremental, state={"pull_requests": state})
+
+    assert len(output.records) == 2
+    assert final_state(output, "pull_requests") == state
+
+
+@responses.activate
+def test_the_repository_listing_is_read_once_for_all_repository_scoped_streams(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    for resource in ("pullrequests", "commits", "deployments"):
+        responses.get(repository_url(repo, resource), json=page([]))
+
+    output = run_read(config, ["pull_requests", "commits", "deployments"])
+
+    assert not output.errors
+    assert len(calls_to(LISTING)) == 1
+
+
+@responses.activate
+def test_403_and_404_skip_only_that_repository_with_one_warning_and_no_retry(config):
+    repos = [repository(1), repository(2), repository(3)]
+    responses.get(LISTING, json=page(repos))
+    responses.get(
+        repository_url(repos[0], "deployments"),
+        status=403,
+        json={"type": "error", "error": {"message": "Your credentials lack one or more required privilege scopes.",
+                                          "detail": {"required": ["read:pipeline:bitbucket"], "granted": []}}},
+    )
+    responses.get(repository_url(repos[1], "deployments"), status=404, body="Not Found")
+    responses.get(repository_url(repos[2], "deployments"), json=page([{"uuid": "{d1}", "state": {"name": "IN_PROGRESS"}}]))
+
+    output = run_read(config, ["deployments"])
+
+    assert not output.errors
+    assert [r.record.data["repository_uuid"] for r in output.records] == [repos[2]["uuid"]]
+    warnings = [m.log.message for m in output.logs if "Skipping repository" in m.log.message]
+    assert len(warnings) == 2
+    assert "read:pipeline:bitbucket" in warnings[0] and repos[0]["full_name"] in warnings[0]
+    assert len(calls_to(repository_url(repos[0], "deployments"))) == 1
+    assert len(calls_to(repository_url(repos[1], "deployments"))) == 1
+
+
+@responses.activate
+def test_401_fails_the_sync_at_once_with_a_config_error(config):
+    responses.get(LISTING, status=401, body="Unauthorized")
+
+    output = run_read(config, ["repositories"], expect_failure=True)
+
+    errors = [e.trace.error for e in output.errors]
+    assert any(e.failure_type == FailureType.config_error and "Atlassian account email" in e.message for e in errors)
+    assert len(calls_to(LISTING)) == 1
+
+
+@responses.activate
+def test_a_wrong_workspace_names_the_workspace(config):
+    responses.get(LISTING, status=404, json={"type": "error", "error": {"message": "Repository not found"}})
+
+    output = run_read(config, ["repositories"], expect_failure=True)
+
+    assert any(f"Workspace '{WORKSPACE}' was not found" in e.trace.error.message for e in output.errors)
+
+
+@responses.activate
+def test_commits_ask_only_for_commits_not_reachable_from_the_tips_already_read(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    url = repository_url(repo, "commits")
+    responses.get(
+        url,
+        json=page([
+            commit("c3", "2024-05-03T00:00:00+00:00", ["c2"]),
+            commit("b1", "2022-01-01T00:00:00+00:00", ["a0"]),  # a branch merged late: old date, new to us
+            commit("c2", "2024-05-02T00:00:00+00:00", ["old-tip"]),
+        ]),
+    )
+    state = {repo["uuid"]: {"date": "2024-05-01T00:00:00.000000+00:00", "exclude": ["old-tip"]}}
+
+    output = run_read(config, ["commits"], SyncMode.incremental, state={"commits": state})
+
+    assert query(calls_to(url)[0]) == {"pagelen": ["100"], "exclude": ["old-tip"]}
+    assert [r.record.data["hash"] for r in output.records] == ["c3", "b1", "c2"]
+    assert final_state(output, "commits") == {
+        repo["uuid"]: {"date": "2024-05-03T00:00:00.000000+00:00", "exclude": ["b1", "c3"]}
+    }
+
+
+@responses.activate
+def test_commits_dated_before_start_date_are_not_emitted_but_still_become_tips(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    responses.get(
+        repository_url(repo, "commits"),
+        json=page([commit("new", "2024-01-01T00:00:00+00:00", ["ancient"]), commit("ancient", "2010-01-01T00:00:00+00:00")]),
+    )
+
+    output = run_read(config, ["commits"], SyncMode.incremental)
+
+    assert [r.record.data["hash"] for r in output.records] == ["new"]
+    assert final_state(output, "commits")[repo["uuid"]]["exclude"] == ["new"]
+
+
+@responses.activate
+def test_commits_read_again_in_full_when_an_excluded_tip_is_gone(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    url = repository_url(repo, "commits")
+    responses.get(url, status=404, json={"type": "error", "error": {"message": "Commit not found"}},
+                  match=[responses.matchers.query_param_matcher({"pagelen": "100", "exclude": "gone"})])
+    responses.get(url, json=page([commit("x2", "2024-05-03T00:00:00+00:00", ["x1"]), commit("x1", "2024-05-02T00:00:00+00:00")]),
+                  match=[responses.matchers.query_param_matcher({"pagelen": "100"})])
+    state = {repo["uuid"]: {"date": "2024-05-01T00:00:00.000000+00:00", "exclude": ["gone"]}}
+
+    output = run_read(config, ["commits"], SyncMode.incremental, state={"commits": state})
+
+    assert [r.record.data["hash"] for r in output.records] == ["x2", "x1"]
+    assert final_state(output, "commits")[repo["uuid"]]["exclude"] == ["x2"]
+
+
+@responses.activate
+def test_an_empty_repository_has_no_commits_and_no_error(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    responses.get(repository_url(repo, "commits"), json={"pagelen": 100, "values": []})
+
+    output = run_read(config, ["commits"], SyncMode.incremental)
+
+    assert not output.errors and not output.records
+
+
+@responses.activate
+def test_deployments_are_filtered_here_and_unfinished_ones_always_come_through(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    url = repository_url(repo, "deployments")
+    responses.get(
+        url,
+        json=page([
+            {"uuid": "{new}", "state": {"name": "COMPLETED", "completed_on": "2024-06-02T08:25:38.86750Z"}},
+            {"uuid": "{running}", "state": {"name": "IN_PROGRESS", "started_on": "2024-06-03T00:00:00Z"}},
+            {"uuid": "{undeployed}", "state": {"name": "UNDEPLOYED", "status": {}}},
+            {"uuid": "{old}", "state": {"name": "COMPLETED", "completed_on": "2024-05-01T00:00:00Z"}},
+        ]),
+    )
+    state = {repo["uuid"]: {"completed_on": "2024-06-01T00:00:00.000000+00:00"}}
+
+    output = run_read(config, ["deployments"], SyncMode.incremental, state={"deployments": state})
+
+    assert query(calls_to(url)[0]) == {"pagelen": ["100"]}
+    assert [(r.record.data["uuid"], r.record.data.get("completed_on")) for r in output.records] == [
+        ("{new}", "2024-06-02T08:25:38.86750Z"),
+        ("{running}", None),
+        ("{undeployed}", None),
+    ]
+    assert final_state(output, "deployments") == {repo["uuid"]: {"completed_on": "2024-06-02T08:25:38.867500+00:00"}}
+
+
+@responses.activate
+def test_workspace_users_read_every_page_keyed_by_the_user_uuid(config):
+    url = f"{API}/workspaces/{WORKSPACE}/members"
+    next_url = url + "?page=2&pagelen=100"
+    responses.get(url, json=page([{"type": "workspace_membership", "user": {"uuid": "{u1}"}}], next_url))
+    responses.get(next_url, json=page([{"type": "workspace_membership", "user": {"uuid": "{u2}", "type": "app_user"}}]))
+
+    output = run_read(config, ["workspace_users"])
+
+    assert [r.record.data["user_uuid"] for r in output.records] == ["{u1}", "{u2}"]
+    assert query(calls_to(url)[0]) == {"pagelen": ["100"]}
+
+
+@responses.activate
+def test_a_page_without_values_is_reported_not_fatal(config):
+    responses.get(LISTING, json={"pagelen": 100})
+
+    output = run_read(config, ["repositories"])
+
+    assert not output.errors and not output.records
+    assert any("has no 'values' list" in m.log.message for m in output.logs)
