@@ -1,15 +1,12 @@
-# The connector image on Airbyte's Python connector base image (Python 3.13), installed as a
-# wheel (non-editable), run through the console script named like the connector.
+# The connector image on Airbyte's Python connector base image (Python 3.13): installed as a
+# wheel (non-editable) and run through the console script named like the connector.
 FROM docker.io/airbyte/python-connector-base:4.1.0@sha256:1d1aa21d34e851df4e8a87b391c27724c06e2597608e7161f4d167be853bd7b6
 
 WORKDIR /airbyte/integration_code
 COPY setup.py README.md main.py ./
-COPY source_bitbucket ./source_bitbucket
 COPY schemas ./schemas
-# source_bitbucket/schemas is a link to ../schemas in git; make it a real folder in the image.
-RUN rm -f source_bitbucket/schemas && cp -r schemas source_bitbucket/schemas \
-    && pip install --no-cache-dir . \
-    && rm -rf /airbyte/integration_code/build
+COPY source_bitbucket ./source_bitbucket
+RUN pip install --no-cache-dir . && rm -rf build
 
 ENV AIRBYTE_ENTRYPOINT="source-bitbucket"
 ENTRYPOINT ["source-bitbucket"]
