@@ -67,7 +67,7 @@ class BitbucketConfig:
             workspace=_workspace(config.get("workspace")),
             email=_email(config.get("email")),
             api_token=_api_token(config.get("api_token")),
-            start_date=_start_date(config.get("start_date", DEFAULT_START_DATE), now),
+            start_date=_start_date(config.get("start_date") or DEFAULT_START_DATE, now),
             pull_request_states=_pull_request_states(config.get("pull_request_state", "ALL")),
             api_url=_api_url(config.get("api_url") or DEFAULT_API_URL),
         )

@@ -53,7 +53,7 @@ def error_detail(response: requests.Response) -> str:
             parts.append(f"granted scopes: {', '.join(detail.get('granted') or []) or 'none'}")
         elif detail:
             parts.append(str(detail))
-        return "; ".join(p for p in parts if p)
+        return " ".join("; ".join(p for p in parts if p).split())
     return f"HTTP {response.status_code}"
 
 

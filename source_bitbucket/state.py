@@ -108,16 +108,22 @@ class RepositoryCursors:
             current = self.stored_cursor(state, repository)
             new_value = observed if current is None or observed > current else current
         if repository is None:
-            if new_value is not None:
-                state[self.cursor_field] = format_datetime(new_value)
+            _set_cursor(state, self.cursor_field, new_value)
             return state
         entry = dict(state.get(key) or {})
-        if new_value is not None:
-            entry[self.cursor_field] = format_datetime(new_value)
+        _set_cursor(entry, self.cursor_field, new_value)
         for alias in _keys(repository)[1:]:
-            state.pop(alias, None)
+            if isinstance(state.get(alias), Mapping):
+                del state[alias]
         state[key] = entry
         return state
+
+
+def _set_cursor(target: MutableMapping[str, Any], field: str, value: Optional[datetime]) -> None:
+    if value is None:
+        target.pop(field, None)
+    else:
+        target[field] = format_datetime(value)
 
 
 def _keys(repository: Optional[Mapping[str, str]]) -> list:
