@@ -19,6 +19,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
 DEFAULT_START_DATE = "2020-01-01T00:00:00Z"
+DEFAULT_MAX_WAITING_MINUTES = 60
 PULL_REQUEST_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
 PULL_REQUEST_STATE_CHOICES = PULL_REQUEST_STATES + ("ALL",)
 
@@ -46,6 +47,7 @@ class BitbucketConfig:
         start_date: UTC datetime; records older than it are not read.
         pull_request_states: the ``state`` values sent to ``GET .../pullrequests``.
         api_url: API root without a trailing slash, e.g. ``https://api.bitbucket.org/2.0``.
+        max_waiting_seconds: how long one request may keep retrying (rate limits, server errors).
     """
 
     workspace: str
@@ -54,6 +56,7 @@ class BitbucketConfig:
     start_date: datetime
     pull_request_states: Tuple[str, ...]
     api_url: str
+    max_waiting_seconds: float = DEFAULT_MAX_WAITING_MINUTES * 60
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any], now: datetime | None = None) -> "BitbucketConfig":
@@ -70,6 +73,7 @@ class BitbucketConfig:
             start_date=_start_date(config.get("start_date") or DEFAULT_START_DATE, now),
             pull_request_states=_pull_request_states(config.get("pull_request_state", "ALL")),
             api_url=_api_url(config.get("api_url") or DEFAULT_API_URL),
+            max_waiting_seconds=_max_waiting_minutes(config.get("max_waiting_time", DEFAULT_MAX_WAITING_MINUTES)) * 60,
         )
 
 
@@ -145,3 +149,9 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _max_waiting_minutes(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1440:
+        raise ConfigError("max_waiting_time", f"'{value}' must be a number of minutes above 0 and at most 1440 (default 60).")
+    return float(value)

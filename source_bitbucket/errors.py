@@ -14,11 +14,19 @@ Source: Bitbucket's error shape ``{"type": "error", "error": {"message", "detail
 from __future__ import annotations
 
 import logging
+import random
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Mapping, Optional, Union
 
 import requests
 from airbyte_cdk.models import FailureType
-from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, HttpStatusErrorHandler, ResponseAction
+from airbyte_cdk.sources.streams.http.error_handlers import (
+    BackoffStrategy,
+    ErrorResolution,
+    HttpStatusErrorHandler,
+    ResponseAction,
+)
 from airbyte_cdk.sources.streams.http.error_handlers.default_error_mapping import DEFAULT_ERROR_MAPPING
 
 REQUIRED_SCOPES = {
@@ -36,13 +44,33 @@ UNAUTHORIZED_MESSAGE = (
 )
 
 
+_BODY = "_bitbucket_json"
+_NOT_JSON = object()
+
+
+def json_body(response: requests.Response) -> Optional[Any]:
+    """The response's decoded JSON body, decoded once and cached on the response; None when the
+    body is not JSON (an HTML error page, a truncated body)."""
+    body = _decoded(response)
+    return None if body is _NOT_JSON else body
+
+
+def _decoded(response: requests.Response) -> Any:
+    if not hasattr(response, _BODY):
+        try:
+            body = response.json()
+        except ValueError:
+            body = _NOT_JSON
+        setattr(response, _BODY, body)
+    return getattr(response, _BODY)
+
+
 def error_detail(response: requests.Response) -> str:
     """A one-line description of a Bitbucket error response: its JSON ``error.message`` (and
     ``detail``), or the start of a plain-text body. Never raises."""
-    try:
-        body = response.json()
-    except ValueError:
-        text = (response.text or "").strip().replace("\n", " ")
+    body = _decoded(response)
+    if body is _NOT_JSON:
+        text = " ".join((response.text or "").split())
         return text[:200] if text and not text.lstrip().startswith("<") else f"HTTP {response.status_code}"
     if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
         error = body["error"]
@@ -66,6 +94,21 @@ def forbidden_message(response: requests.Response, stream_name: str) -> str:
     )
 
 
+# The CDK looks exceptions up by exact class; name the usual network failures so that they are
+# retried as transient errors rather than logged as "unexpected".
+_NETWORK_ERRORS = {
+    error: ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, f"Network error ({error.__name__}).")
+    for error in (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.ConnectTimeout,
+        requests.ReadTimeout,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+    )
+}
+
+
 class BitbucketErrorHandler(HttpStatusErrorHandler):
     """The CDK's status handler with Bitbucket's meanings for 401/403/404.
 
@@ -78,7 +121,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
     """
 
     def __init__(self, logger: logging.Logger, stream_name: str, skip_statuses=frozenset(), workspace: str = "", **kwargs: Any):
-        super().__init__(logger=logger, error_mapping=dict(DEFAULT_ERROR_MAPPING), **kwargs)
+        super().__init__(logger=logger, error_mapping={**DEFAULT_ERROR_MAPPING, **_NETWORK_ERRORS}, **kwargs)
         self._stream_name = stream_name
         self._skip_statuses = frozenset(skip_statuses)
         self._workspace = workspace
@@ -88,6 +131,12 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
     ) -> ErrorResolution:
         if isinstance(response_or_exception, requests.Response):
             status = response_or_exception.status_code
+            if response_or_exception.ok and _decoded(response_or_exception) is _NOT_JSON:
+                return ErrorResolution(
+                    ResponseAction.RETRY,
+                    FailureType.transient_error,
+                    f"Bitbucket sent a {self._stream_name} page that is not valid JSON (HTTP {status}).",
+                )
             if status in self._skip_statuses:
                 return ErrorResolution(ResponseAction.IGNORE, FailureType.config_error, None)
             if status == 401:
@@ -110,3 +159,79 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
                     f"Bitbucket rejected a {self._stream_name} request (HTTP 400: {error_detail(response_or_exception)}).",
                 )
         return super().interpret_response(response_or_exception)
+
+
+class BitbucketBackoffStrategy(BackoffStrategy):
+    """How long to wait before retrying a 429, a 5xx, a bad body or a network error.
+
+    * ``Retry-After`` (seconds or an HTTP date) is honoured when present; 0 means "wait a little"
+      (``MIN_WAIT_SECONDS``), not "don't wait".
+    * On a 429 without it, ``X-RateLimit-Reset`` (seconds until the window resets, sent only to
+      access tokens) is honoured; otherwise the wait grows exponentially from 5 s up to 5 minutes,
+      with jitter (Bitbucket's window is a rolling hour and 429s usually carry no header).
+    * Other failures wait 1, 2, 4... seconds up to 1 minute, with jitter.
+
+    Each wait is logged with its length, its cause and when the request resumes. The total time
+    one request may spend waiting is the error handler's ``max_time`` (config ``max_waiting_time``).
+    """
+
+    MIN_WAIT_SECONDS = 1.0
+    RATE_LIMIT_BASE, RATE_LIMIT_CAP = 5.0, 300.0
+    ERROR_BASE, ERROR_CAP = 1.0, 60.0
+
+    def __init__(self, logger: logging.Logger, stream_name: str) -> None:
+        self._logger = logger
+        self._stream_name = stream_name
+
+    def backoff_time(
+        self, response_or_exception: Optional[Union[requests.Response, requests.RequestException]], attempt_count: int
+    ) -> Optional[float]:
+        wait, cause = self._wait_and_cause(response_or_exception, max(1, attempt_count))
+        resume = datetime.now(timezone.utc) + timedelta(seconds=wait + 1)
+        self._logger.info(
+            f"{self._stream_name}: waiting {wait:.1f} s before retry {attempt_count} ({cause}); "
+            f"resuming at {resume:%H:%M:%S} UTC."
+        )
+        return wait
+
+    def _wait_and_cause(self, response_or_exception: Any, attempt: int) -> tuple:
+        if not isinstance(response_or_exception, requests.Response):
+            return _jittered(self.ERROR_BASE, self.ERROR_CAP, attempt), f"network error: {type(response_or_exception).__name__}"
+        status = response_or_exception.status_code
+        retry_after = parse_retry_after(response_or_exception.headers.get("Retry-After"))
+        if retry_after is not None:
+            return max(retry_after, self.MIN_WAIT_SECONDS), f"HTTP {status}, Retry-After"
+        if status == 429:
+            reset = _seconds(response_or_exception.headers.get("X-RateLimit-Reset"))
+            if reset is not None:
+                return max(reset, self.MIN_WAIT_SECONDS), "HTTP 429 rate limit, X-RateLimit-Reset"
+            return _jittered(self.RATE_LIMIT_BASE, self.RATE_LIMIT_CAP, attempt), "HTTP 429 rate limit"
+        return _jittered(self.ERROR_BASE, self.ERROR_CAP, attempt), f"HTTP {status}"
+
+
+def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent or unparsable."""
+    if value is None or not str(value).strip():
+        return None
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def _seconds(value: Optional[str]) -> Optional[float]:
+    try:
+        return max(0.0, float(str(value).strip()))
+    except (TypeError, ValueError):
+        return None
+
+
+def _jittered(base: float, cap: float, attempt: int) -> float:
+    """Exponential backoff ``base * 2**(attempt-1)`` capped at ``cap``, scaled by a random 0.5–1.0."""
+    return min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)

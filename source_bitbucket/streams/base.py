@@ -9,47 +9,35 @@ Commits page with an opaque ``page=<token>``; the other endpoints with page numb
 from __future__ import annotations
 
 import copy
+import threading
 from abc import ABC
-from datetime import datetime
-from typing import Any, Iterable, Mapping, MutableMapping, Optional
+from datetime import datetime, timedelta
+from typing import Any, Iterable, List, Mapping, MutableMapping, Optional
 from urllib.parse import urlparse
 
 import requests
-from airbyte_cdk.models import FailureType
+from airbyte_cdk.models import FailureType, SyncMode
+from airbyte_cdk.sources.streams.core import StreamData
 from airbyte_cdk.sources.streams.http import HttpStream
-from airbyte_cdk.sources.streams.http.error_handlers import ErrorHandler
+from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy, ErrorHandler
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_bitbucket.config import BitbucketConfig
-from source_bitbucket.errors import BitbucketErrorHandler
+from source_bitbucket.errors import BitbucketBackoffStrategy, BitbucketErrorHandler, json_body
 from source_bitbucket.state import RepositoryCursors
-
-_BODY = "_bitbucket_body"
-
-
-def page_body(response: requests.Response) -> Mapping[str, Any]:
-    """The decoded JSON body of a list page, parsed once per response (cached on it).
-
-    Raises:
-        AirbyteTracedException: the body is not JSON (e.g. an HTML error page or a truncated body).
-    """
-    body = getattr(response, _BODY, None)
-    if body is None:
-        try:
-            body = response.json()
-        except ValueError:
-            raise AirbyteTracedException(
-                message=f"Bitbucket answered {response.request.method} {_path_of(response.url)} with a body that is not JSON (HTTP {response.status_code}).",
-                failure_type=FailureType.transient_error,
-            ) from None
-        if not isinstance(body, Mapping):
-            body = {}
-        setattr(response, _BODY, body)
-    return body
-
 
 def _path_of(url: str) -> str:
     return urlparse(url).path
+
+
+def page_body(response: requests.Response) -> Mapping[str, Any]:
+    """The decoded JSON object of a list page ({} when the body is not a JSON object)."""
+    body = json_body(response)
+    return body if isinstance(body, Mapping) else {}
+
+
+# Retries are bounded by time (config ``max_waiting_time``), not by count.
+MAX_RETRIES = 1000
 
 
 class BitbucketStream(HttpStream, ABC):
@@ -67,6 +55,7 @@ class BitbucketStream(HttpStream, ABC):
         self.config = config
         self.sync_started_at = sync_started_at
         super().__init__(**kwargs)
+        self._local = threading.local()
         self.cursors = RepositoryCursors(self.cursor_field or "", config.start_date, sync_started_at)
         self._state: MutableMapping[str, Any] = {}
         self._initial_state: Mapping[str, Any] = {}
@@ -87,8 +76,16 @@ class BitbucketStream(HttpStream, ABC):
 
     def get_error_handler(self) -> ErrorHandler:
         return BitbucketErrorHandler(
-            logger=self.logger, stream_name=self.name, skip_statuses=self.skip_statuses, workspace=self.config.workspace
+            logger=self.logger,
+            stream_name=self.name,
+            skip_statuses=self.skip_statuses,
+            workspace=self.config.workspace,
+            max_retries=MAX_RETRIES,
+            max_time=timedelta(seconds=self.config.max_waiting_seconds),
         )
+
+    def get_backoff_strategy(self) -> BackoffStrategy:
+        return BitbucketBackoffStrategy(logger=self.logger, stream_name=self.name)
 
     def request_params(
         self,
@@ -121,11 +118,56 @@ class BitbucketStream(HttpStream, ABC):
         raise NotImplementedError
 
     def next_page_token(self, response: requests.Response) -> Optional[Mapping[str, Any]]:
-        """``{"next": <absolute url>}`` from the body, or None on the last page or an ignored error."""
+        """``{"next": <absolute url>}`` from the body, or None on the last page or an ignored error.
+
+        Raises:
+            AirbyteTracedException: the link points to another host than ``api_url``'s
+                (credentials are only ever sent to the configured API host), or repeats a page
+                already read in this slice (a pagination loop).
+        """
         if not response.ok:
             return None
         next_url = page_body(response).get("next")
-        return {"next": next_url} if next_url else None
+        if not next_url:
+            return None
+        if urlparse(str(next_url)).netloc != urlparse(self.url_base).netloc:
+            raise AirbyteTracedException(
+                message=f"{self.name}: Bitbucket's next-page link points to {urlparse(str(next_url)).netloc or 'no host'}, "
+                f"not to the configured API host {urlparse(self.url_base).netloc}; refusing to send credentials there.",
+                failure_type=FailureType.system_error,
+            )
+        followed = self._pages_followed()
+        if next_url in followed or next_url == response.request.url:
+            raise AirbyteTracedException(
+                message=f"{self.name}: Bitbucket's next-page link repeats a page already read ({_path_of(next_url)}); "
+                "stopping instead of looping.",
+                failure_type=FailureType.system_error,
+            )
+        followed.add(next_url)
+        return {"next": next_url}
+
+    def _pages_followed(self) -> set:
+        """The next links followed in the slice being read (per thread)."""
+        if not hasattr(self._local, "followed"):
+            self._local.followed = set()
+        return self._local.followed
+
+    def read_records(
+        self,
+        sync_mode: SyncMode,
+        cursor_field: Optional[List[str]] = None,
+        stream_slice: Optional[Mapping[str, Any]] = None,
+        stream_state: Optional[Mapping[str, Any]] = None,
+    ) -> Iterable[StreamData]:
+        """Read one slice; a failure is re-raised with the stream and the repository it concerns."""
+        self._local.followed = set()
+        try:
+            yield from super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
+        except AirbyteTracedException as error:
+            repository = (stream_slice or {}).get("repository")
+            where = f"repository {repository['full_name']}" if repository else f"workspace {self.config.workspace}"
+            error.message = f"{self.name} ({where}): {error.message}"
+            raise
 
     def parse_response(
         self,
