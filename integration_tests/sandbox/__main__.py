@@ -1,0 +1,70 @@
+"""Serve a generated Bitbucket workspace in the foreground until Ctrl-C / SIGTERM.
+
+Usage::
+
+    python -m integration_tests.sandbox [--port 8765] [--seed 1] [--repositories 10 --pull-requests 300
+        --commits 600 --deployments 60 --members 12] [--latency-ms 0] [--workspace acme-sandbox]
+        [--email dev@example.com] [--api-token sandbox-token] [--verbose]
+
+Change the data or inject faults while it runs, e.g.::
+
+    curl -X POST localhost:8765/_sandbox/mutate -d '{"op": "push_commits", "args": {"repo_slug": "api-gateway", "n": 3}}'
+    curl -X POST localhost:8765/_sandbox/faults -d '{"kind": "429", "path_contains": "/commits", "times": 2}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import List, Optional
+
+from .data import generate_workspace
+from .server import SandboxServer
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Command-line options (defaults = the default generated workspace)."""
+    parser = argparse.ArgumentParser(prog="python -m integration_tests.sandbox",
+                                     description="Local Bitbucket Cloud API sandbox (fake data, fake credentials).")
+    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repositories", type=int, default=10)
+    parser.add_argument("--pull-requests", type=int, default=300)
+    parser.add_argument("--commits", type=int, default=600)
+    parser.add_argument("--deployments", type=int, default=60)
+    parser.add_argument("--members", type=int, default=12)
+    parser.add_argument("--latency-ms", type=int, default=0, help="sleep added to every API request")
+    parser.add_argument("--workspace", default="acme-sandbox", help="workspace slug")
+    parser.add_argument("--email", default="dev@example.com", help="Basic-auth username the sandbox accepts")
+    parser.add_argument("--api-token", default="sandbox-token", help="Basic-auth password the sandbox accepts")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Generate the workspace, print one line with the URL and credentials, serve until stopped."""
+    args = parse_args(argv)
+    workspace = generate_workspace(seed=args.seed, repositories=args.repositories, pull_requests=args.pull_requests,
+                                   commits=args.commits, deployments=args.deployments, members=args.members,
+                                   slug=args.workspace)
+    server = SandboxServer(workspace, email=args.email, api_token=args.api_token, latency_ms=args.latency_ms,
+                           port=args.port, verbose=args.verbose).bind()
+
+    def _stop(signum, frame):  # SIGTERM -> same clean exit as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"Bitbucket sandbox serving workspace '{workspace.slug}' at {server.api_url} "
+          f"(email={args.email} api_token={args.api_token}; control: {server.origin}/_sandbox/)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

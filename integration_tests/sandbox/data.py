@@ -1,0 +1,348 @@
+"""The sandbox's data: a deterministic, mutable Bitbucket workspace.
+
+``generate_workspace(...)`` builds a :class:`Workspace` (see ``builder.py`` for the recipe). The workspace
+owns a simulated clock (``workspace.now``) that starts at a fixed instant; every generated date lies
+before it and every mutation advances it, so runs are reproducible. ``workspace.records(stream)`` is
+the ground truth a connector's output can be compared with.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+from datetime import datetime
+from typing import Any, Callable, Dict, List, Optional
+
+from . import shapes
+from .models import Account, Deployment, Member, PullRequest, Repository, new_deployment
+from .util import SECOND, deploy_micros, fmt_us, fmt_z, from_datetime, new_hash, no_gc, to_datetime
+
+DEFAULT_NOW = "2026-11-01T00:00:00+00:00"
+STREAMS = ("repositories", "pull_requests", "commits", "deployments", "workspace_users")
+MUTATIONS = (
+    "add_pull_request", "update_pull_request", "push_commits", "push_late_branch", "add_deployment",
+    "complete_deployment", "update_repository", "delete_repository", "add_member",
+)
+
+
+def _mutation(method: Callable) -> Callable:
+    """Run a mutation under the workspace lock, bump the version and record the change."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Workspace", *args, **kwargs):
+        with self.lock:
+            result = method(self, *args, **kwargs)
+            self.version += 1
+            self.changes.append({"op": method.__name__, "at": fmt_us(self.now_us), "result": result})
+            return result
+
+    return wrapper
+
+
+class Workspace:
+    """A generated workspace: repositories, members, a clock and the mutations tests use.
+
+    Every mutation returns a JSON-serialisable dict describing what changed and appends it to
+    ``workspace.changes``. Mutations take ``repo_slug`` (slug or ``{uuid}``) and raise ``KeyError`` for
+    an unknown repository and ``ValueError`` for an impossible change.
+    """
+
+    def __init__(self, slug: str, seed: int, now_us: int):
+        self.slug = slug
+        self.seed = seed
+        self.now_us = now_us
+        self.rng = random.Random(f"{seed}:mutations")
+        self.lock = threading.RLock()
+        self.version = 0
+        self.changes: List[Dict[str, Any]] = []
+        self.repositories: List[Repository] = []
+        self.members: List[Member] = []
+        self.authors: List[Any] = []  # (raw, Account|None) pool for commits
+        self.uuid = self.name = ""
+        self.created_us = 0
+        self.owner: Optional[Account] = None
+
+    # ----------------------------------------------------------------- lookups
+    @property
+    def now(self) -> datetime:
+        """The simulated clock as an aware UTC datetime."""
+        return to_datetime(self.now_us)
+
+    def repository(self, key: str) -> Optional[Repository]:
+        """Find a repository by slug (case-insensitive) or ``{uuid}``."""
+        key = key.lower()
+        for repo in self.repositories:
+            if repo.slug == key or repo.uuid.lower() == key or repo.uuid.lower() == "{" + key + "}":
+                return repo
+        return None
+
+    def _repo(self, key: str) -> Repository:
+        repo = self.repository(key)
+        if repo is None:
+            raise KeyError(f"Repository {self.slug}/{key} not found")
+        return repo
+
+    def main_head(self, repo_slug: str) -> Optional[str]:
+        """Hash of the head of the main branch (None when the repository is empty)."""
+        repo = self._repo(repo_slug)
+        head = repo.main_head()
+        return None if head is None else repo.graph.commits[head].hash
+
+    def branch_heads(self, repo_slug: str) -> Dict[str, str]:
+        """``{branch name: head hash}`` for every branch of a repository."""
+        graph = self._repo(repo_slug).graph
+        return {name: graph.commits[idx].hash for name, idx in sorted(graph.branches.items())}
+
+    # ------------------------------------------------------------- API shapes
+    def repository_api(self, repo: Repository) -> Dict[str, Any]:
+        """Render a repository as the API does."""
+        return shapes.repository(self, repo)
+
+    def pull_request_api(self, repo: Repository, pr: PullRequest) -> Dict[str, Any]:
+        """Render a pull request as the list endpoint does."""
+        return shapes.pullrequest(self, repo, pr)
+
+    def commit_api(self, repo: Repository, idx: int) -> Dict[str, Any]:
+        """Render commit number ``idx`` of a repository."""
+        return shapes.commit(self, repo, repo.graph.commits[idx])
+
+    def deployment_api(self, repo: Repository, dep: Deployment) -> Dict[str, Any]:
+        """Render a deployment as the list endpoint does."""
+        return shapes.deployment(self, repo, dep)
+
+    def membership_api(self, member: Member) -> Dict[str, Any]:
+        """Render a workspace membership."""
+        return shapes.membership(self, member)
+
+    def records(self, stream: str) -> List[Dict[str, Any]]:
+        """Ground truth: every current API object of a stream, across all repositories.
+
+        Repositories by created_on, pull requests by repository then id, commits in each
+        repository's ``/commits`` order (reachable commits only), deployments newest first.
+        """
+        with self.lock, no_gc():
+            repos = sorted(self.repositories, key=lambda r: (r.created_us, r.slug))
+            if stream == "repositories":
+                return [self.repository_api(r) for r in repos]
+            if stream == "pull_requests":
+                return [self.pull_request_api(r, pr) for r in repos for pr in r.pull_requests]
+            if stream == "commits":
+                out = []
+                for r in repos:
+                    _, order = r.graph.listing(r.graph.heads(), ())
+                    out.extend(self.commit_api(r, idx) for idx in order)
+                return out
+            if stream == "deployments":
+                return [self.deployment_api(r, d) for r in repos for d in reversed(r.deployments)]
+            if stream in ("workspace_users", "members"):
+                return [self.membership_api(m) for m in self.members]
+        raise ValueError(f"unknown stream {stream!r}; expected one of {STREAMS}")
+
+    # ---------------------------------------------------------------- helpers
+    def tick(self, min_s: int = 30, max_s: int = 300) -> int:
+        """Advance the clock by a random 30 s - 5 min (plus microseconds) and return it."""
+        self.now_us += self.rng.randint(min_s, max_s) * SECOND + self.rng.randrange(1, SECOND)
+        return self.now_us
+
+    def _ztick(self, min_s: int, max_s: int) -> int:
+        """Like ``tick`` but with a fraction that renders as 5-6 digits in deployment dates."""
+        t = self.tick(min_s, max_s)
+        self.now_us = t - t % SECOND + deploy_micros(self.rng)
+        return self.now_us
+
+    def set_now(self, when: datetime) -> None:
+        """Move the clock forward to ``when`` (never backwards)."""
+        self.now_us = max(self.now_us, from_datetime(when))
+
+    def _author(self):
+        return self.rng.choice(self.authors)
+
+    def _commit(self, repo: Repository, parents, date_us: int, message: str, author=None) -> int:
+        raw, acc = author or self._author()
+        commit = repo.graph.add(new_hash(self.rng), parents, date_us - date_us % SECOND, raw, acc, message)
+        return commit.idx
+
+    def _ensure_main(self, repo: Repository) -> int:
+        if repo.main_head() is None:
+            repo.main_name = "main"
+            repo.graph.set_branch("main", self._commit(repo, (), self.tick(), "Initial commit\n"))
+        return repo.main_head()
+
+    def _hashes(self, repo: Repository, idxs) -> List[str]:
+        return [repo.graph.commits[i].hash for i in idxs]
+
+    # -------------------------------------------------------------- mutations
+    @_mutation
+    def push_commits(self, repo_slug: str, n: int = 1) -> Dict[str, Any]:
+        """Push ``n`` new commits onto the main branch (creating it in an empty repository)."""
+        repo = self._repo(repo_slug)
+        previous = self.main_head(repo.slug)
+        head = repo.main_head()
+        new = []
+        for _ in range(n):
+            parents = () if head is None else (head,)
+            head = self._commit(repo, parents, self.tick(), f"Sandbox change {len(repo.graph) + 1}\n")
+            new.append(head)
+            if repo.main_name is None:
+                repo.main_name = "main"
+            repo.graph.set_branch(repo.main_name, head)
+        repo.updated_us = self.now_us
+        return {"repository": repo.slug, "previous_head": previous, "head": self.main_head(repo.slug),
+                "commits": self._hashes(repo, new)}
+
+    @_mutation
+    def push_late_branch(self, repo_slug: str, n: int = 3, days_old: int = 400) -> Dict[str, Any]:
+        """Merge a new branch whose ``n`` commits carry author dates ``days_old`` days in the past.
+
+        The commits are new to a consumer but dated before (by default) all generated history;
+        the branch is merged into main with a new merge commit dated now and then deleted.
+        """
+        repo = self._repo(repo_slug)
+        self._ensure_main(repo)
+        previous = self.main_head(repo.slug)
+        base = repo.main_head()
+        repo.branch_serial += 1
+        branch = f"legacy/import-{repo.branch_serial}"
+        old = self.now_us - days_old * 86400 * SECOND
+        tip, late = base, []
+        for i in range(n):
+            tip = self._commit(repo, (tip,), old + i * 600 * SECOND, f"Legacy import part {i + 1}\n")
+            late.append(tip)
+        repo.graph.set_branch(branch, tip)
+        merge = self._commit(repo, (base, tip), self.tick(), f"Merged in {branch}\n")
+        repo.graph.set_branch(repo.main_name, merge)
+        repo.graph.delete_branch(branch)
+        repo.updated_us = self.now_us
+        return {"repository": repo.slug, "branch": branch, "previous_head": previous,
+                "commits": self._hashes(repo, late), "merge_commit": repo.graph.commits[merge].hash}
+
+    @_mutation
+    def add_pull_request(self, repo_slug: str) -> Dict[str, Any]:
+        """Open a new pull request from a new one-commit branch off main."""
+        repo = self._repo(repo_slug)
+        base = self._ensure_main(repo)
+        repo.branch_serial += 1
+        branch = f"feature/sandbox-{repo.branch_serial}"
+        author = self._author()
+        tip = self._commit(repo, (base,), self.tick(), f"Work on {branch}\n", author)
+        repo.graph.set_branch(branch, tip)
+        created = self.tick()
+        pr = PullRequest(
+            id=len(repo.pull_requests) + 1, title=f"Sandbox change {repo.branch_serial}",
+            description=f"Adds sandbox change {repo.branch_serial}.", state="OPEN",
+            author=author[1] or self.owner, created_us=created, updated_us=created,
+            source_branch=branch, source_hash=repo.graph.commits[tip].hash, dest_branch=repo.main_name,
+            dest_hash=repo.graph.commits[base].hash, close_source_branch=self.rng.random() < 0.5,
+        )
+        repo.pull_requests.append(pr)
+        repo.updated_us = self.now_us
+        return {"repository": repo.slug, "id": pr.id, "branch": branch, "commits": [pr.source_hash]}
+
+    @_mutation
+    def update_pull_request(self, repo_slug: str, id: int, state: Optional[str] = None) -> Dict[str, Any]:
+        """Change a pull request and bump its updated_on to the clock.
+
+        OPEN -> ``state`` (default MERGED, via a merge commit on main; or DECLINED / SUPERSEDED).
+        A closed pull request just gets a new comment.
+        """
+        repo = self._repo(repo_slug)
+        prs = [p for p in repo.pull_requests if p.id == int(id)]
+        if not prs:
+            raise KeyError(f"pull request {id} not found in {repo.slug}")
+        if state not in (None, "OPEN", "MERGED", "DECLINED", "SUPERSEDED"):
+            raise ValueError(f"invalid pull request state {state!r}")
+        pr = prs[0]
+        before = pr.state
+        if pr.state == "OPEN" and (state or "MERGED") != "OPEN":
+            pr.state = state or "MERGED"
+            pr.closed_by = self.owner
+            if pr.state == "MERGED":
+                graph = repo.graph
+                tip = graph.resolve(pr.source_hash)
+                base = self._ensure_main(repo)
+                parents = (base,) if tip is None or tip in graph.reachable([base]) else (base, tip)
+                merge = self._commit(repo, parents, self.tick(), f"Merged in {pr.source_branch} (pull request #{pr.id})\n")
+                graph.set_branch(repo.main_name, merge)
+                pr.merge_hash = graph.commits[merge].hash
+                repo.updated_us = self.now_us
+            if pr.close_source_branch and pr.state == "MERGED":
+                repo.graph.delete_branch(pr.source_branch)
+        else:
+            pr.comment_count += 1
+        pr.updated_us = self.tick()
+        return {"repository": repo.slug, "id": pr.id, "from": before, "to": pr.state, "updated_on": fmt_us(pr.updated_us)}
+
+    @_mutation
+    def add_deployment(self, repo_slug: str, state: str = "COMPLETED") -> Dict[str, Any]:
+        """Deploy the head of main: ``state`` COMPLETED (SUCCESSFUL) or IN_PROGRESS."""
+        if state not in ("COMPLETED", "IN_PROGRESS"):
+            raise ValueError("state must be COMPLETED or IN_PROGRESS")
+        repo = self._repo(repo_slug)
+        head = repo.main_head()
+        if head is None:
+            raise ValueError(f"{repo.slug} has no commits to deploy")
+        created = self._ztick(30, 300)
+        dep = new_deployment(self.rng, repo, repo.graph.commits[head].hash, created, state)
+        dep.started_us = self._ztick(5, 30)
+        if state == "COMPLETED":
+            dep.status, dep.completed_us = "SUCCESSFUL", self._ztick(20, 300)
+        repo.deployments.append(dep)
+        return {"repository": repo.slug, "uuid": dep.uuid, "state": state}
+
+    @_mutation
+    def complete_deployment(self, repo_slug: str, uuid: str, status: str = "SUCCESSFUL") -> Dict[str, Any]:
+        """Finish an IN_PROGRESS deployment now (status SUCCESSFUL, FAILED or STOPPED)."""
+        if status not in ("SUCCESSFUL", "FAILED", "STOPPED"):
+            raise ValueError("status must be SUCCESSFUL, FAILED or STOPPED")
+        repo = self._repo(repo_slug)
+        found = [d for d in repo.deployments if d.uuid == uuid]
+        if not found or found[0].state != "IN_PROGRESS":
+            raise ValueError(f"no IN_PROGRESS deployment {uuid} in {repo.slug}")
+        dep = found[0]
+        dep.state, dep.status, dep.completed_us = "COMPLETED", status, self._ztick(30, 300)
+        dep.version += 1
+        return {"repository": repo.slug, "uuid": uuid, "state": "COMPLETED", "completed_on": fmt_z(dep.completed_us)}
+
+    @_mutation
+    def update_repository(self, repo_slug: str) -> Dict[str, Any]:
+        """Edit a repository's settings: new description and size, updated_on = now."""
+        repo = self._repo(repo_slug)
+        repo.updated_us = self.tick()
+        repo.description = f"Updated by the sandbox at {fmt_us(repo.updated_us)}"
+        repo.size += self.rng.randint(1000, 50000)
+        return {"repository": repo.slug, "updated_on": fmt_us(repo.updated_us)}
+
+    @_mutation
+    def delete_repository(self, repo_slug: str) -> Dict[str, Any]:
+        """Delete a repository with everything in it; its URLs answer 404 from now on."""
+        repo = self._repo(repo_slug)
+        self.repositories.remove(repo)
+        self.tick()
+        return {"repository": repo.slug, "uuid": repo.uuid}
+
+    @_mutation
+    def add_member(self) -> Dict[str, Any]:
+        """Add a new user to the workspace (added_on = now, never accessed)."""
+        from .builder import new_account  # local import: builder imports this module
+
+        number = len(self.members) + 1
+        acc = new_account(self.rng, number, self.now_us)
+        self.members.append(Member(acc, added_us=self.tick(), last_accessed_us=None))
+        self.authors.append((f"{acc.display_name} <{acc.email}>", acc))
+        return {"uuid": acc.uuid, "account_id": acc.account_id, "display_name": acc.display_name}
+
+
+def generate_workspace(seed: int = 1, repositories: int = 10, pull_requests: int = 300, commits: int = 600,
+                       deployments: int = 60, members: int = 12, slug: str = "acme-sandbox",
+                       now: str = DEFAULT_NOW) -> Workspace:
+    """Build a deterministic workspace; counts are totals spread unevenly over the repositories.
+
+    One repository (when there are at least two) is empty: no commits, pull requests or deployments.
+    ``commits`` counts commits reachable from branches (what ``/commits`` lists).
+    """
+    from .builder import build
+
+    with no_gc():
+        return build(seed=seed, repositories=repositories, pull_requests=pull_requests, commits=commits,
+                     deployments=deployments, members=members, slug=slug, now=now)

@@ -1,0 +1,89 @@
+"""Plain model objects behind the sandbox's API shapes (rendered by ``shapes.py``)."""
+
+from __future__ import annotations
+
+import random
+from typing import List, Optional
+
+from .gitgraph import CommitGraph
+from .util import new_uuid
+
+
+class Account:
+    """A Bitbucket account: ``type`` is ``user`` or ``app_user``."""
+
+    def __init__(self, uuid, account_id, display_name, nickname, email, created_us, type_="user", kind=None):
+        self.uuid, self.account_id, self.display_name, self.nickname = uuid, account_id, display_name, nickname
+        self.email, self.created_us, self.type, self.kind = email, created_us, type_, kind
+
+
+class Project:
+    """A workspace project (only its reference is ever rendered)."""
+
+    def __init__(self, key, uuid, name):
+        self.key, self.uuid, self.name = key, uuid, name
+
+
+class Member:
+    """A workspace membership; ``added_us`` None means no added_on/last_accessed fields."""
+
+    def __init__(self, account, added_us=None, last_accessed_us=None):
+        self.account, self.added_us, self.last_accessed_us = account, added_us, last_accessed_us
+
+
+class PullRequest:
+    """A pull request; hashes are full 40-char SHAs (rendered abbreviated to 12)."""
+
+    def __init__(self, **fields):
+        self.id = 0
+        self.title = self.description = self.reason = ""
+        self.state = "OPEN"
+        self.author = self.closed_by = None
+        self.created_us = self.updated_us = 0
+        self.source_branch = self.dest_branch = ""
+        self.source_hash = self.dest_hash = ""
+        self.merge_hash: Optional[str] = None
+        self.comment_count = self.task_count = 0
+        self.close_source_branch = False
+        self.__dict__.update(fields)
+
+
+class Deployment:
+    """A pipelines deployment: ``state`` COMPLETED / IN_PROGRESS / UNDEPLOYED."""
+
+    def __init__(self, **fields):
+        self.status: Optional[str] = None
+        self.started_us: Optional[int] = None
+        self.completed_us: Optional[int] = None
+        self.has_release = True
+        self.version = 1
+        self.__dict__.update(fields)
+
+
+class Repository:
+    """A repository with its commit graph, pull requests (by id) and deployments (oldest first)."""
+
+    def __init__(self, **fields):
+        self.graph = CommitGraph()
+        self.main_name: Optional[str] = None
+        self.pull_requests: List[PullRequest] = []
+        self.deployments: List[Deployment] = []
+        self.environments: List[str] = []
+        self.build_number = 0
+        self.branch_serial = 0
+        self.__dict__.update(fields)
+
+    def main_head(self) -> Optional[int]:
+        """Index of the main branch's head commit, or None for an empty repository."""
+        return self.graph.branches.get(self.main_name) if self.main_name else None
+
+
+def new_deployment(rng: random.Random, repo: Repository, commit_hash: str, created_us: int, state: str) -> Deployment:
+    """A deployment of ``commit_hash`` to one of the repository's environments (dates set by caller)."""
+    repo.build_number += 1
+    return Deployment(
+        uuid=new_uuid(rng), environment_uuid=rng.choice(repo.environments), step_uuid=new_uuid(rng),
+        pipeline_uuid=new_uuid(rng), release_uuid=new_uuid(rng), build_number=repo.build_number,
+        commit_hash=commit_hash, number=len(repo.deployments) + 1, version=rng.randint(1, 6),
+        state=state, created_us=created_us, has_release=rng.random() < 0.85,
+    )

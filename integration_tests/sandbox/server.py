@@ -1,0 +1,297 @@
+"""``SandboxServer``: a real HTTP server on 127.0.0.1 serving a generated Bitbucket workspace.
+
+Basic auth (email + API token) is required on ``/2.0/...``; ``/_sandbox/...`` control endpoints
+(mutate, faults, requests, records, info) need none and are not logged. Every API request is logged,
+delayed by ``latency_ms`` and checked against the fault rules before being answered.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, parse_qsl, urlsplit
+
+from .api import Api, Request, Response, endpoint_kind, error_response, json_response
+from .data import MUTATIONS, STREAMS
+from .faults import ALTERING, FaultRule, FaultSet
+
+UNAUTHORIZED = (
+    "Authentication failed: the email address and API token did not match a Bitbucket account.\n"
+    "Use your Atlassian account email as the username and a scoped API token as the password.\n"
+    "For more details on API authentication methods see our documentation:\n"
+    "https://developer.atlassian.com/cloud/bitbucket/rest/intro/#authentication\n"
+)
+BAD_GATEWAY = ("<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body><h1>Bad Gateway</h1>"
+               "<p>The server returned an invalid or incomplete response.</p></body></html>\n")
+SCOPES = {"pullrequests": "read:pullrequest:bitbucket", "deployments": "read:pipeline:bitbucket",
+          "members": "read:workspace:bitbucket"}
+
+
+class SandboxServer:
+    """Serve ``workspace`` over HTTP on ``host:port`` (port 0 = a free port) in a daemon thread.
+
+    Use as a context manager (or ``start()`` / ``stop()``); ``api_url`` is
+    ``http://127.0.0.1:PORT/2.0``. ``requests`` is the log of API calls as
+    ``(method, path, {param: [values]})``; ``faults`` / ``add_fault`` inject failures at run time.
+    """
+
+    def __init__(self, workspace, email: str = "dev@example.com", api_token: str = "sandbox-token",
+                 latency_ms: int = 0, port: int = 0, host: str = "127.0.0.1", verbose: bool = False):
+        self.workspace = workspace
+        self.email, self.api_token = email, api_token
+        self.latency_ms = latency_ms
+        self.host, self.port, self.verbose = host, port, verbose
+        self.faults = FaultSet()
+        self.api = Api(workspace)
+        self._requests: List[Tuple[str, str, Dict[str, List[str]]]] = []
+        self._log_lock = threading.Lock()
+        self._httpd: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------ lifecycle
+    def bind(self) -> "SandboxServer":
+        """Create the listening socket (without serving yet)."""
+        if self._httpd is None:
+            handler = type("SandboxHandler", (_Handler,), {"sandbox": self})
+            self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
+            self._httpd.daemon_threads = True
+            self.port = self._httpd.server_address[1]
+        return self
+
+    def start(self) -> "SandboxServer":
+        """Bind and serve in a daemon thread."""
+        self.bind()
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"bitbucket-sandbox-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Bind and serve in the calling thread (used by the CLI)."""
+        self.bind()
+        self._httpd.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._httpd is not None:
+            if self._thread is not None:
+                self._httpd.shutdown()
+                self._thread.join(timeout=5)
+            self._httpd.server_close()
+            self._httpd, self._thread = None, None
+
+    def __enter__(self) -> "SandboxServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the API, ``http://127.0.0.1:PORT/2.0``."""
+        return f"{self.origin}/2.0"
+
+    # ------------------------------------------------------------ request log
+    @property
+    def requests(self) -> List[Tuple[str, str, Dict[str, List[str]]]]:
+        """Snapshot of the API request log: ``(method, path, query dict-of-lists)``."""
+        with self._log_lock:
+            return list(self._requests)
+
+    def request_counts(self) -> Dict[str, int]:
+        """``{kind: count}`` over repositories, pullrequests, commits, deployments, members, other."""
+        counts = Counter(endpoint_kind(path) for _, path, _ in self.requests)
+        return {k: counts.get(k, 0) for k in ("repositories", "pullrequests", "commits", "deployments", "members", "other")}
+
+    def reset_requests(self) -> None:
+        """Empty the request log."""
+        with self._log_lock:
+            self._requests.clear()
+
+    def _log(self, method: str, path: str, query: str) -> None:
+        with self._log_lock:
+            self._requests.append((method, path, parse_qs(query, keep_blank_values=True)))
+
+    # ------------------------------------------------------------ faults
+    def add_fault(self, kind: str, path_contains: Optional[str] = None, times: Optional[int] = 1, **options) -> FaultRule:
+        """Arm a fault rule (see ``faults.py`` for kinds and options) and return it."""
+        return self.faults.add(kind, path_contains, times, **options)
+
+    def clear_faults(self) -> None:
+        """Disarm every fault rule."""
+        self.faults.clear()
+
+    # ------------------------------------------------------------ answering
+    def authorized(self, header: Optional[str]) -> bool:
+        """Whether an Authorization header carries the sandbox's Basic credentials."""
+        if not header or not header.lower().startswith("basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return user.lower() == self.email.lower() and password == self.api_token
+
+    def answer_api(self, method: str, path: str, query: str, body: bytes, headers) -> Optional[Response]:
+        """Log, delay, fault-check, authenticate and route one API request (None = drop the connection)."""
+        self._log(method, path, query)
+        latency, rule = self.faults.take(path + ("?" + query if query else ""))
+        if self.latency_ms or latency:
+            time.sleep((self.latency_ms + latency) / 1000)
+        if rule is not None and rule.kind not in ALTERING:
+            return _fault_response(rule, path)
+        if not self.authorized(headers.get("Authorization")):
+            return Response(401, UNAUTHORIZED.encode(), "text/plain",
+                            {"WWW-Authenticate": 'Basic realm="Bitbucket.org HTTP"'})
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if method == "POST" and body:
+            pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        with self.workspace.lock:
+            resp = self.api.handle(Request(method, path, pairs, self.origin))
+        if rule is not None and resp.status == 200 and resp.content_type == "application/json":
+            resp = self._alter(rule, resp, path, query)
+        return resp
+
+    def _alter(self, rule: FaultRule, resp: Response, path: str, query: str) -> Response:
+        if rule.kind == "malformed_json":
+            resp.body = resp.body[: max(1, len(resp.body) // 2)]
+            return resp
+        doc = json.loads(resp.body)
+        if isinstance(doc, dict):
+            if rule.kind == "repeat_next":
+                doc["next"] = f"{self.origin}{path}" + (f"?{query}" if query else "")
+            else:
+                target = urlsplit(doc.get("next") or f"{self.origin}{path}?{query}")
+                doc["next"] = f"https://evil.example.com{target.path}" + (f"?{target.query}" if target.query else "")
+            resp.body = json.dumps(doc).encode()
+        return resp
+
+    def answer_control(self, method: str, path: str, body: bytes) -> Response:
+        """The unauthenticated ``/_sandbox/...`` endpoints."""
+        parts = [p for p in path.split("/") if p][1:]
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            return error_response(400, "Control payload is not valid JSON")
+        if parts == ["mutate"] and method == "POST":
+            op, args = payload.get("op"), payload.get("args") or {}
+            if op not in MUTATIONS:
+                return error_response(400, f"Unknown op {op!r}; expected one of {', '.join(MUTATIONS)}")
+            try:
+                return json_response(200, {"op": op, "result": getattr(self.workspace, op)(**args)})
+            except KeyError as exc:
+                return error_response(404, str(exc.args[0] if exc.args else exc))
+            except (TypeError, ValueError) as exc:
+                return error_response(400, str(exc))
+        if parts == ["faults"]:
+            if method == "POST":
+                try:
+                    return json_response(201, self.faults.add(**payload).to_dict())
+                except (TypeError, ValueError) as exc:
+                    return error_response(400, str(exc))
+            if method == "DELETE":
+                self.faults.clear()
+            return json_response(200, [r.to_dict() for r in self.faults.rules])
+        if parts == ["requests"]:
+            if method == "DELETE":
+                self.reset_requests()
+            log = [{"method": m, "path": p, "query": q} for m, p, q in self.requests]
+            return json_response(200, {"requests": log, "counts": self.request_counts()})
+        if len(parts) == 2 and parts[0] == "records" and method == "GET":
+            if parts[1] not in STREAMS + ("members",):
+                return error_response(404, f"Unknown stream {parts[1]!r}")
+            return json_response(200, self.workspace.records(parts[1]))
+        if parts == ["info"]:
+            ws = self.workspace
+            return json_response(200, {"api_url": self.api_url, "email": self.email, "api_token": self.api_token,
+                                       "workspace": ws.slug, "now": ws.now.isoformat(), "version": ws.version})
+        return error_response(404, "Unknown sandbox control endpoint")
+
+
+def _fault_response(rule: FaultRule, path: str) -> Optional[Response]:
+    kind = rule.kind
+    if kind == "drop_connection":
+        return None
+    if kind == "429":
+        headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else {}
+        return Response(429, b"Rate limit for this resource has been exceeded", "text/plain", headers)
+    if kind == "500":
+        return json_response(500, {"type": "error", "error": {"message": "Something went wrong",
+                                                                 "id": f"{abs(hash(path)) % 16**32:032x}"}})
+    if kind == "502_html":
+        return Response(502, BAD_GATEWAY.encode(), "text/html")
+    parts = [p for p in path.split("/") if p]
+    if kind == "403":
+        scope = SCOPES.get(endpoint_kind(path), "read:repository:bitbucket")
+        return error_response(403, "Your credentials lack one or more required privilege scopes.",
+                              {"required": [scope], "granted": ["read:user:bitbucket"]})
+    if len(parts) >= 4 and parts[1] == "repositories":
+        return error_response(404, f"Repository {parts[2]}/{parts[3]} not found")
+    return error_response(404, "Resource not found")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Request handler; ``sandbox`` is set on a per-server subclass."""
+
+    sandbox: SandboxServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40 ms delayed-ACK stalls
+    server_version = "BitbucketSandbox/1.0"
+
+    def _serve(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        split = urlsplit(self.path)
+        try:
+            if split.path.startswith("/_sandbox/"):
+                resp = self.sandbox.answer_control(method, split.path, body)
+            else:
+                resp = self.sandbox.answer_api(method, split.path, split.query, body, self.headers)
+        except Exception:  # noqa: BLE001 - a bug must not kill the server
+            traceback.print_exc(file=sys.stderr)
+            resp = error_response(500, "Sandbox internal error")
+        if resp is None:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self.send_response(resp.status)
+        charset = "" if resp.content_type == "application/json" else "; charset=utf-8"
+        self.send_header("Content-Type", resp.content_type + charset)
+        self.send_header("Content-Length", str(len(resp.body)))
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(resp.body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._serve("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._serve("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._serve("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature from http.server
+        if self.sandbox.verbose:
+            sys.stderr.write("sandbox: " + format % args + "\n")

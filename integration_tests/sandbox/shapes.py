@@ -1,0 +1,314 @@
+"""Builders that render sandbox models as Bitbucket Cloud API JSON objects.
+
+Field names, nesting, nulls and date formats follow the recorded payloads in
+``shared/fixtures/bitbucket-api`` (repository_single__devlake, pullrequests__devlake,
+commits__go-scm/codecov, deployments__faros, user_permissions_workspaces__codecov).
+Links point at api.bitbucket.org like real payloads do; only pagination links point at the sandbox.
+"""
+
+from __future__ import annotations
+
+import html as _html
+from typing import Any, Dict, Optional
+
+from .util import fmt_naive, fmt_s, fmt_us, fmt_z
+
+API = "https://api.bitbucket.org/2.0"
+WEB = "https://bitbucket.org"
+AVATAR = {"href": "https://avatars.example.com/default.png"}
+
+
+def _q(uuid: str) -> str:
+    """URL-encode the braces of a ``{uuid}`` path segment."""
+    return uuid.replace("{", "%7B").replace("}", "%7D")
+
+
+def _link(href: str) -> Dict[str, str]:
+    return {"href": href}
+
+
+def rendered(raw: str) -> Dict[str, str]:
+    """A ``rendered`` content object (markdown)."""
+    first = raw.strip().split("\n")[0] if raw.strip() else ""
+    return {"type": "rendered", "raw": raw, "markup": "markdown", "html": f"<p>{_html.escape(first)}</p>" if first else ""}
+
+
+def account(acc) -> Dict[str, Any]:
+    """An ``account`` (``user`` or ``app_user``) as embedded in other objects."""
+    out: Dict[str, Any] = {"display_name": acc.display_name}
+    if acc.type == "app_user":
+        out["links"] = {"avatar": dict(AVATAR)}
+        out.update(type="app_user", uuid=acc.uuid, account_id=acc.account_id, kind=acc.kind)
+        return out
+    out["links"] = {
+        "self": _link(f"{API}/users/{_q(acc.uuid)}"),
+        "avatar": dict(AVATAR),
+        "html": _link(f"{WEB}/{_q(acc.uuid)}/"),
+    }
+    out.update(type="user", uuid=acc.uuid, account_id=acc.account_id, nickname=acc.nickname)
+    return out
+
+
+def user(acc) -> Dict[str, Any]:
+    """``GET /2.0/user``: the authenticated account with its profile fields."""
+    out = account(acc)
+    out.update(created_on=fmt_us(acc.created_us), is_staff=False, account_status="active", location=None, website=None)
+    return out
+
+
+def workspace_ref(ws) -> Dict[str, Any]:
+    """The condensed workspace embedded in repositories and memberships."""
+    return {
+        "type": "workspace",
+        "uuid": ws.uuid,
+        "name": ws.name,
+        "slug": ws.slug,
+        "links": {
+            "avatar": dict(AVATAR),
+            "html": _link(f"{WEB}/{ws.slug}/"),
+            "self": _link(f"{API}/workspaces/{ws.slug}"),
+        },
+    }
+
+
+def workspace(ws) -> Dict[str, Any]:
+    """``GET /2.0/workspaces/{workspace}``."""
+    out = workspace_ref(ws)
+    base = f"{API}/workspaces/{ws.slug}"
+    out["links"].update(
+        members=_link(f"{base}/members"),
+        owners=_link(f"{base}/members?q=permission%3D%22owner%22"),
+        projects=_link(f"{base}/projects"),
+        repositories=_link(f"{API}/repositories/{ws.slug}"),
+        snippets=_link(f"{API}/snippets/{ws.slug}"),
+    )
+    out.update(is_private=True, created_on=fmt_us(ws.created_us), updated_on=fmt_us(ws.created_us))
+    return out
+
+
+def project(ws, proj) -> Dict[str, Any]:
+    """The project reference embedded in repositories."""
+    return {
+        "type": "project",
+        "key": proj.key,
+        "uuid": proj.uuid,
+        "name": proj.name,
+        "links": {
+            "self": _link(f"{API}/workspaces/{ws.slug}/projects/{proj.key}"),
+            "html": _link(f"{WEB}/{ws.slug}/workspace/projects/{proj.key}"),
+            "avatar": dict(AVATAR),
+        },
+    }
+
+
+def repository(ws, repo) -> Dict[str, Any]:
+    """A full ``repository`` object (list and single endpoints)."""
+    full = f"{ws.slug}/{repo.slug}"
+    api = f"{API}/repositories/{full}"
+    links: Dict[str, Any] = {
+        "self": _link(api),
+        "html": _link(f"{WEB}/{full}"),
+        "avatar": dict(AVATAR),
+        "pullrequests": _link(f"{api}/pullrequests"),
+        "commits": _link(f"{api}/commits"),
+        "forks": _link(f"{api}/forks"),
+        "watchers": _link(f"{api}/watchers"),
+        "branches": _link(f"{api}/refs/branches"),
+        "tags": _link(f"{api}/refs/tags"),
+        "downloads": _link(f"{api}/downloads"),
+        "source": _link(f"{api}/src"),
+        "clone": [
+            {"name": "https", "href": f"https://git@bitbucket.org/{full}.git"},
+            {"name": "ssh", "href": f"git@bitbucket.org:{full}.git"},
+        ],
+        "hooks": _link(f"{api}/hooks"),
+    }
+    if repo.has_issues:
+        links["issues"] = _link(f"{api}/issues")
+    main = repo.main_name
+    return {
+        "type": "repository",
+        "full_name": full,
+        "links": links,
+        "name": repo.name,
+        "slug": repo.slug,
+        "description": repo.description,
+        "scm": "git",
+        "website": None,
+        "owner": account(ws.owner),
+        "workspace": workspace_ref(ws),
+        "is_private": repo.is_private,
+        "project": project(ws, repo.project),
+        "fork_policy": repo.fork_policy,
+        "created_on": fmt_us(repo.created_us),
+        "updated_on": fmt_us(repo.updated_us),
+        "size": repo.size,
+        "language": repo.language,
+        "has_issues": repo.has_issues,
+        "has_wiki": repo.has_wiki,
+        "uuid": repo.uuid,
+        "mainbranch": {"name": main, "type": "branch"} if main else None,
+        "parent": None,
+        "override_settings": {"default_merge_strategy": True, "branching_model": True},
+    }
+
+
+def repository_ref(ws, repo) -> Dict[str, Any]:
+    """The condensed repository embedded in commits and pull request endpoints."""
+    full = f"{ws.slug}/{repo.slug}"
+    return {
+        "type": "repository",
+        "full_name": full,
+        "links": {"self": _link(f"{API}/repositories/{full}"), "html": _link(f"{WEB}/{full}"), "avatar": dict(AVATAR)},
+        "name": repo.name,
+        "uuid": repo.uuid,
+    }
+
+
+def commit_ref(full: str, hash_: str) -> Dict[str, Any]:
+    """``{type, hash, links{self, html}}`` as used for parents, PR endpoints and merge_commit."""
+    return {
+        "type": "commit",
+        "hash": hash_,
+        "links": {
+            "self": _link(f"{API}/repositories/{full}/commit/{hash_}"),
+            "html": _link(f"{WEB}/{full}/commits/{hash_}"),
+        },
+    }
+
+
+def commit(ws, repo, c) -> Dict[str, Any]:
+    """A ``commit`` as listed by ``GET .../commits`` (whole-second dates, author.user optional)."""
+    full = f"{ws.slug}/{repo.slug}"
+    api = f"{API}/repositories/{full}"
+    author: Dict[str, Any] = {"raw": c.raw_author, "type": "author"}
+    if c.author is not None:
+        author["user"] = account(c.author)
+    commits = repo.graph.commits
+    return {
+        "hash": c.hash,
+        "repository": repository_ref(ws, repo),
+        "links": {
+            "self": _link(f"{api}/commit/{c.hash}"),
+            "comments": _link(f"{api}/commit/{c.hash}/comments"),
+            "patch": _link(f"{api}/patch/{c.hash}"),
+            "html": _link(f"{WEB}/{full}/commits/{c.hash}"),
+            "diff": _link(f"{api}/diff/{c.hash}"),
+            "approve": _link(f"{api}/commit/{c.hash}/approve"),
+            "statuses": _link(f"{api}/commit/{c.hash}/statuses"),
+        },
+        "author": author,
+        "summary": rendered(c.message),
+        "parents": [commit_ref(full, commits[p].hash) for p in c.parents],
+        "date": fmt_s(c.date_us),
+        "message": c.message,
+        "type": "commit",
+    }
+
+
+def _endpoint(ws, repo, branch: str, hash_: str) -> Dict[str, Any]:
+    full = f"{ws.slug}/{repo.slug}"
+    return {"branch": {"name": branch}, "commit": commit_ref(full, hash_[:12]), "repository": repository_ref(ws, repo)}
+
+
+def pullrequest(ws, repo, pr) -> Dict[str, Any]:
+    """A ``pullrequest`` as listed by ``GET .../pullrequests`` (no participants/reviewers)."""
+    full = f"{ws.slug}/{repo.slug}"
+    api = f"{API}/repositories/{full}"
+    base = f"{api}/pullrequests/{pr.id}"
+    spec = f"{full}:{pr.source_hash[:12]}%0D{pr.dest_hash[:12]}?from_pullrequest_id={pr.id}&topic=true"
+    links = {name: _link(f"{base}/{name}") for name in ("commits", "approve", "request-changes")}
+    links.update(
+        diff=_link(f"{api}/diff/{spec}"),
+        diffstat=_link(f"{api}/diffstat/{spec}"),
+        **{name: _link(f"{base}/{name}") for name in ("comments", "activity", "merge", "decline", "statuses")},
+    )
+    return {
+        "comment_count": pr.comment_count,
+        "task_count": pr.task_count,
+        "type": "pullrequest",
+        "id": pr.id,
+        "title": pr.title,
+        "description": pr.description,
+        "state": pr.state,
+        "merge_commit": commit_ref(full, pr.merge_hash[:12]) if pr.merge_hash else None,
+        "close_source_branch": pr.close_source_branch,
+        "closed_by": account(pr.closed_by) if pr.closed_by is not None else None,
+        "author": account(pr.author),
+        "reason": pr.reason,
+        "created_on": fmt_us(pr.created_us),
+        "updated_on": fmt_us(pr.updated_us),
+        "destination": _endpoint(ws, repo, pr.dest_branch, pr.dest_hash),
+        "source": _endpoint(ws, repo, pr.source_branch, pr.source_hash),
+        "links": {"self": _link(base), "html": _link(f"{WEB}/{full}/pull-requests/{pr.id}"), **links},
+        "summary": rendered(pr.description),
+    }
+
+
+def _release(full: str, d, with_created: bool) -> Dict[str, Any]:
+    out = {
+        "type": "deployment_release",
+        "uuid": d.release_uuid,
+        "pipeline": {"uuid": d.pipeline_uuid, "type": "pipeline"},
+        "key": f"pipelines-{d.pipeline_uuid}",
+        "name": f"#{d.build_number}",
+        "url": f"{WEB}/{full}/addon/pipelines/home#!/results/{d.build_number}",
+        "commit": {
+            "type": "commit",
+            "hash": d.commit_hash,
+            "links": {"html": _link(f"{WEB}/{full}/commits/{d.commit_hash}")},
+        },
+    }
+    if with_created:
+        out["created_on"] = fmt_z(d.created_us)
+    return out
+
+
+def deployment(ws, repo, d) -> Dict[str, Any]:
+    """A ``deployment`` shaped like real list items (``state.started_on/completed_on``, ``Z`` dates)."""
+    full = f"{ws.slug}/{repo.slug}"
+    step_url = f"{WEB}/{full}/addon/pipelines/home#!/results/{d.build_number}/steps/{_q(d.step_uuid)}"
+    state: Dict[str, Any]
+    if d.state == "COMPLETED":
+        state = {
+            "type": "deployment_state_completed",
+            "name": "COMPLETED",
+            "status": {"name": d.status, "type": f"deployment_state_completed_{d.status.lower()}"},
+            "url": step_url,
+            "started_on": fmt_z(d.started_us),
+            "completed_on": fmt_z(d.completed_us),
+        }
+    elif d.state == "IN_PROGRESS":
+        state = {"type": "deployment_state_in_progress", "name": "IN_PROGRESS", "url": step_url,
+                 "started_on": fmt_z(d.started_us)}
+    else:
+        state = {"type": "deployment_state_undeployed", "name": "UNDEPLOYED", "status": {}}
+    out: Dict[str, Any] = {
+        "uuid": d.uuid,
+        "type": "deployment",
+        "environment": {"uuid": d.environment_uuid},
+        "step": {"uuid": d.step_uuid},
+        "commit": {"type": "commit", "hash": d.commit_hash, "links": {"html": _link(f"{WEB}/{full}/commits/{d.commit_hash}")}},
+    }
+    last: Optional[int] = d.completed_us if d.state == "COMPLETED" else d.started_us if d.state == "IN_PROGRESS" else None
+    if last is not None:
+        out["last_update_time"] = fmt_z(last)
+    out.update(key=f"steps-{d.step_uuid}", state=state, version=d.version, number=d.number)
+    out["deployable"] = _release(full, d, True)
+    if d.has_release:
+        out["release"] = _release(full, d, False)
+    return out
+
+
+def membership(ws, m) -> Dict[str, Any]:
+    """A ``workspace_membership`` as returned by ``GET /workspaces/{ws}/members``."""
+    out: Dict[str, Any] = {
+        "links": {"self": _link(f"{API}/workspaces/{ws.slug}/members/{_q(m.account.uuid)}")},
+        "user": account(m.account),
+        "workspace": workspace_ref(ws),
+        "type": "workspace_membership",
+    }
+    if m.added_us is not None:
+        out["last_accessed"] = fmt_naive(m.last_accessed_us) if m.last_accessed_us is not None else None
+        out["added_on"] = fmt_naive(m.added_us)
+    return out

@@ -1,0 +1,377 @@
+"""Pins the Bitbucket sandbox's API rules with plain ``requests`` against a live SandboxServer."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from integration_tests.sandbox import FAULT_KINDS, SandboxServer, generate_workspace
+
+EMAIL, TOKEN = "dev@example.com", "sandbox-token"
+US_DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
+COMMIT_DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
+DEPLOY_DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{5,6}Z$")
+NAIVE_DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}$")
+
+
+@pytest.fixture
+def ws():
+    return generate_workspace(seed=1)
+
+
+@pytest.fixture
+def server(ws):
+    with SandboxServer(ws, email=EMAIL, api_token=TOKEN) as srv:
+        yield srv
+
+
+@pytest.fixture
+def http():
+    with requests.Session() as session:
+        session.auth = (EMAIL, TOKEN)
+        yield session
+
+
+def busiest(ws):
+    return max(ws.repositories, key=lambda r: len(r.pull_requests))
+
+
+def walk(http, url, params=None):
+    """Follow ``next`` verbatim; return (values, pages)."""
+    pages, values = [], []
+    while url:
+        resp = http.get(url, params=params)
+        assert resp.status_code == 200, resp.text
+        pages.append(resp.json())
+        values += pages[-1]["values"]
+        url, params = pages[-1].get("next"), None
+    return values, pages
+
+
+def _dt(text):
+    """Parse any of the sandbox's date formats (Z, +00:00, no offset) to an aware datetime."""
+    if text.endswith("Z"):
+        return datetime.fromisoformat(text[:-1] + "+00:00")
+    return datetime.fromisoformat(text if "+" in text[19:] else text + "+00:00")
+
+
+# ------------------------------------------------------------------ generated data
+def test_generated_workspace_counts_shapes_and_dates(ws):
+    streams = ("repositories", "pull_requests", "commits", "deployments", "workspace_users")
+    assert [len(ws.records(s)) for s in streams] == [10, 300, 600, 60, 12]
+    repos = ws.records("repositories")
+    empty = [r for r in repos if r["mainbranch"] is None]
+    assert empty and all(r["parent"] is None and r["website"] is None and r["uuid"].startswith("{") for r in repos)
+    assert not [c for c in ws.records("commits") if c["repository"]["uuid"] == empty[0]["uuid"]]
+    assert any(r["language"] == "" for r in repos) and all(US_DATE.match(r["created_on"]) for r in repos)
+    prs = ws.records("pull_requests")
+    states = {s: sum(p["state"] == s for p in prs) for s in ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")}
+    assert states["MERGED"] > states["OPEN"] > 0 and states["DECLINED"] > 0 and 1 <= states["SUPERSEDED"] <= 2
+    for repo in ws.repositories:
+        assert [p.id for p in repo.pull_requests] == list(range(1, len(repo.pull_requests) + 1))
+    for p in prs:
+        assert (p["merge_commit"] is not None) == (p["state"] == "MERGED")
+        assert (p["closed_by"] is None) == (p["state"] == "OPEN")
+        assert len(p["source"]["commit"]["hash"]) == 12 and US_DATE.match(p["updated_on"])
+    commits = ws.records("commits")
+    assert all(len(c["hash"]) == 40 and COMMIT_DATE.match(c["date"]) for c in commits)
+    assert any("user" not in c["author"] for c in commits) and any(len(c["parents"]) == 2 for c in commits)
+    deps = ws.records("deployments")
+    undeployed = [d for d in deps if d["state"]["name"] == "UNDEPLOYED"]
+    assert undeployed and all(d["state"]["status"] == {} and "started_on" not in d["state"] for d in undeployed)
+    assert any("release" not in d for d in deps) and all(set(d["environment"]) == {"uuid"} for d in deps)
+    done = [d for d in deps if d["state"]["name"] == "COMPLETED"]
+    assert all(DEPLOY_DATE.match(d["state"]["completed_on"]) and DEPLOY_DATE.match(d["last_update_time"]) for d in done)
+    members = ws.records("workspace_users")
+    assert {m["user"]["type"] for m in members} == {"user", "app_user"}
+    assert any("added_on" not in m for m in members) and any(m.get("last_accessed", 1) is None for m in members)
+    assert all(NAIVE_DATE.match(m["added_on"]) for m in members if "added_on" in m)
+    now = ws.now
+    dates = [r["updated_on"] for r in repos] + [p["updated_on"] for p in prs] + [c["date"] for c in commits]
+    dates += [d["last_update_time"] for d in deps if "last_update_time" in d]
+    assert max(_dt(d) for d in dates) <= now
+    assert generate_workspace(seed=1).records("commits") == commits  # deterministic
+
+
+def test_in_progress_deployment_and_completion(ws):
+    repo = busiest(ws)
+    uuid = ws.add_deployment(repo.slug, state="IN_PROGRESS")["uuid"]
+    dep = next(d for d in ws.records("deployments") if d["uuid"] == uuid)
+    assert dep["state"]["name"] == "IN_PROGRESS" and "completed_on" not in dep["state"]
+    ws.complete_deployment(repo.slug, uuid)
+    dep = next(d for d in ws.records("deployments") if d["uuid"] == uuid)
+    assert dep["state"]["status"]["name"] == "SUCCESSFUL" and DEPLOY_DATE.match(dep["state"]["completed_on"])
+
+
+# ------------------------------------------------------------------ auth, routing
+def test_auth_required_and_lookups(server, http, ws):
+    url = f"{server.api_url}/repositories/{ws.slug}"
+    for auth in (None, (EMAIL, "wrong")):
+        resp = requests.get(url, auth=auth)
+        assert resp.status_code == 401 and resp.headers["Content-Type"].startswith("text/plain")
+    assert http.get(f"{server.api_url}/workspaces/{ws.slug}").json()["slug"] == ws.slug
+    assert http.get(f"{server.api_url}/user").json()["uuid"] == ws.owner.uuid
+    assert http.get(f"{server.api_url}/workspaces/nope").status_code == 404
+    missing = http.get(f"{url}/no-such-repo")
+    assert missing.status_code == 404 and missing.json()["type"] == "error"
+    assert http.get(f"{server.api_url}/no/such/path").status_code == 404
+    repo = busiest(ws)
+    by_uuid = f"{url}/{repo.uuid.replace('{', '%7B').replace('}', '%7D')}"
+    assert http.get(by_uuid).json()["slug"] == repo.slug
+    for sub in ("pullrequests", "commits", "deployments"):
+        assert http.get(f"{by_uuid}/{sub}").json()["values"] == http.get(f"{url}/{repo.slug}/{sub}").json()["values"]
+
+
+@pytest.mark.parametrize("path,cap,default", [
+    ("", 100, 10), ("/{repo}/pullrequests", 50, 10), ("/{repo}/commits", 100, 30), ("/{repo}/deployments", 100, 10),
+    ("MEMBERS", 100, 10),
+])
+def test_pagelen_caps(server, http, ws, path, cap, default):
+    url = f"{server.api_url}/workspaces/{ws.slug}/members" if path == "MEMBERS" else \
+        f"{server.api_url}/repositories/{ws.slug}" + path.format(repo=busiest(ws).slug)
+    assert http.get(url).json()["pagelen"] == default
+    assert http.get(url, params={"pagelen": cap}).status_code == 200
+    for bad in (cap + 1, 0):
+        resp = http.get(url, params={"pagelen": bad})
+        assert resp.status_code == 400 and resp.json() == {"type": "error", "error": {"message": "Invalid pagelen"}}
+
+
+# ------------------------------------------------------------------ pull requests, q, sort, next
+def test_pull_requests_default_open_and_repeated_state(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pullrequests"
+    values, _ = walk(http, url)
+    assert values and {p["state"] for p in values} == {"OPEN"}
+    everything, _ = walk(http, url, {"state": ["OPEN", "MERGED", "DECLINED", "SUPERSEDED"], "pagelen": 50})
+    assert [p["id"] for p in everything] == [p.id for p in repo.pull_requests]
+    assert http.get(url, params={"state": "BOGUS"}).status_code == 400
+
+
+@pytest.mark.parametrize("query", [
+    "updated_on%3E2026-09-01T00:00:00.000000%2B00:00",   # no spaces, + sent as %2B
+    "updated_on+%3E+2026-09-01T00%3A00%3A00%2B00%3A00",  # spaces (form-encoded as +)
+    "updated_on%20%3E%20%222026-09-01T00:00:00%22",     # quoted, no offset = UTC
+    "updated_on%3E2026-09-01",                           # date only
+])
+def test_q_updated_on_encodings(server, http, ws, query):
+    repo = busiest(ws)
+    states = "&".join(f"state={s}" for s in ("OPEN", "MERGED", "DECLINED", "SUPERSEDED"))
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pullrequests?q={query}&{states}&pagelen=20"
+    values, pages = walk(http, url)
+    cutoff = _dt("2026-09-01T00:00:00+00:00")
+    expected = [p["id"] for p in ws.records("pull_requests") if p["destination"]["repository"]["uuid"] == repo.uuid
+                and _dt(p["updated_on"]) > cutoff]
+    assert 0 < len(values) == len(expected) and sorted(p["id"] for p in values) == sorted(expected)
+    repos, _ = walk(http, f"{server.api_url}/repositories/{ws.slug}?q={query}")
+    assert {r["slug"] for r in repos} == {r["slug"] for r in ws.records("repositories") if _dt(r["updated_on"]) > cutoff}
+
+
+def test_q_errors_and_sort(server, http, ws):
+    url = f"{server.api_url}/repositories/{ws.slug}"
+    for bad in ("updated_on > ", "updated_on >> 2024-01-01", "updated_on > 2024-01-01T00:00:00 00:00", "nonsense_field > 1"):
+        resp = http.get(url, params={"q": bad})
+        assert resp.status_code == 400 and resp.json()["type"] == "error", bad
+    ups = [r["updated_on"] for r in walk(http, url, {"sort": "updated_on", "pagelen": 3})[0]]
+    downs = [r["updated_on"] for r in walk(http, url, {"sort": "-updated_on", "pagelen": 100})[0]]
+    assert ups == sorted(ups) and downs == sorted(ups, reverse=True) and len(ups) == 10
+    values = http.get(url, params={"q": 'updated_on >= 2020-01-01 AND (name ~ "api" OR slug = "docs-site")'}).json()["values"]
+    assert {r["slug"] for r in values} == {"api-gateway", "docs-site"}
+
+
+def test_next_links_are_absolute_and_carry_every_param(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pullrequests"
+    params = {"q": "updated_on > 2020-01-01T00:00:00+00:00", "sort": "-updated_on", "pagelen": 7,
+              "state": ["MERGED", "DECLINED"], "fields": "+values.participants"}
+    values, pages = walk(http, url, params)
+    assert len(pages) > 2 and len(values) == sum(p.state in ("MERGED", "DECLINED") for p in repo.pull_requests)
+    for number, page in enumerate(pages[:-1], start=1):
+        split = urlsplit(page["next"])
+        assert page["next"].startswith(server.api_url + "/") and split.path.endswith("/pullrequests")
+        query = parse_qs(split.query)
+        assert query["state"] == ["MERGED", "DECLINED"] and query["q"] == [params["q"]] and query["pagelen"] == ["7"]
+        assert query["sort"] == ["-updated_on"] and query["fields"] == ["+values.participants"]
+        assert query["page"] == [str(number + 1)] and page["page"] == number and page["size"] == len(values)
+    assert "next" not in pages[-1]
+
+
+# ------------------------------------------------------------------ commits
+def test_commits_iterator_pagination_and_topological_order(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/commits"
+    values, pages = walk(http, url, {"pagelen": 100})
+    assert [c["hash"] for c in values] == [c["hash"] for c in ws.records("commits") if c["repository"]["uuid"] == repo.uuid]
+    for page in pages:
+        assert "page" not in page and "size" not in page
+    token = parse_qs(urlsplit(pages[0]["next"]).query)
+    assert token["pagelen"] == ["100"] and not token["page"][0].isdigit()
+    position = {c["hash"]: i for i, c in enumerate(values)}
+    for i, commit in enumerate(values):
+        assert all(position[p["hash"]] > i for p in commit["parents"] if p["hash"] in position)
+    dates = [c["date"] for c in values]
+    assert dates != sorted(dates, reverse=True)  # topological, not by date
+    empty = next(r for r in ws.repositories if r.main_name is None)
+    assert http.get(f"{server.api_url}/repositories/{ws.slug}/{empty.slug}/commits").json()["values"] == []
+    assert http.get(url, params={"page": "not-a-token!"}).status_code == 400
+
+
+def test_commit_cursor_keeps_its_snapshot_across_pushes(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/commits"
+    before = [c["hash"] for c in walk(http, url)[0]]
+    first = http.get(url).json()
+    ws.push_commits(repo.slug, 2)
+    rest = walk(http, first["next"])[0]
+    assert [c["hash"] for c in first["values"] + rest] == before
+    assert len(walk(http, url)[0]) == len(before) + 2
+
+
+def test_exclude_gives_exactly_new_commits(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/commits"
+    old_heads = ws.branch_heads(repo.slug)
+    old_main = ws.main_head(repo.slug)
+    pushed = ws.push_commits(repo.slug, 3)["commits"]
+    only_main = walk(http, url, {"include": repo.main_name, "exclude": old_main})[0]
+    assert [c["hash"] for c in only_main] == pushed[::-1]
+    all_new = walk(http, url, {"exclude": sorted(set(old_heads.values())), "pagelen": 2})[0]
+    assert [c["hash"] for c in all_new] == pushed[::-1]
+    assert len(walk(http, url, {"exclude": old_main})[0]) >= 3
+    missing = http.get(url, params={"exclude": "f" * 40})
+    assert missing.status_code == 404 and missing.json()["error"]["message"] == "Commit not found"
+
+
+def test_late_branch_commits_are_new_but_old_dated(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/commits"
+    old_heads = sorted(set(ws.branch_heads(repo.slug).values()))
+    oldest = min(_dt(c["date"]) for c in ws.records("commits"))
+    late = ws.push_late_branch(repo.slug, 2, days_old=400)
+    new = walk(http, url, {"exclude": old_heads})[0]
+    assert [c["hash"] for c in new] == [late["merge_commit"]] + late["commits"][::-1]
+    assert all(_dt(c["date"]) < oldest for c in new[1:]) and _dt(new[0]["date"]) <= ws.now
+
+
+# ------------------------------------------------------------------ deployments, members
+def test_deployments_rules(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/deployments"
+    resp = http.get(url, params={"sort": "-created_on"})
+    assert resp.status_code == 400 and resp.json()["type"] == "error"
+    plain = walk(http, url)[0]
+    assert walk(http, url, {"q": 'created_on > 2099-01-01'})[0] == plain
+    assert [d["number"] for d in plain] == sorted((d["number"] for d in plain), reverse=True)
+    empty = next(r for r in ws.repositories if r.main_name is None)
+    assert http.get(f"{server.api_url}/repositories/{ws.slug}/{empty.slug}/deployments").json()["values"] == []
+    members = walk(http, f"{server.api_url}/workspaces/{ws.slug}/members", {"pagelen": 5})[0]
+    assert members == ws.records("workspace_users")
+
+
+# ------------------------------------------------------------------ faults
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+def test_each_fault_fires_as_configured(server, http, ws, kind):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pullrequests"
+    other = f"{server.api_url}/repositories/{ws.slug}"
+    rule = server.add_fault(kind, path_contains="/pullrequests", times=1, retry_after=7, ms=300)
+    assert http.get(other).status_code == 200 and rule.fired == 0  # path filter
+    started = time.monotonic()
+    if kind == "drop_connection":
+        with pytest.raises(requests.ConnectionError):
+            http.get(url)
+    else:
+        resp = http.get(url)
+        expected = {"429": 429, "500": 500, "502_html": 502, "403": 403, "404": 404}.get(kind, 200)
+        assert resp.status_code == expected
+        if kind == "429":
+            assert resp.text == "Rate limit for this resource has been exceeded" and resp.headers["Retry-After"] == "7"
+        elif kind == "502_html":
+            assert resp.headers["Content-Type"].startswith("text/html") and "<html>" in resp.text
+        elif kind == "403":
+            assert resp.json()["error"]["detail"]["required"] == ["read:pullrequest:bitbucket"]
+        elif kind in ("500", "404"):
+            assert resp.json()["type"] == "error"
+        elif kind == "malformed_json":
+            with pytest.raises(ValueError):
+                resp.json()
+        elif kind == "latency":
+            assert time.monotonic() - started >= 0.3 and resp.json()["values"]
+        elif kind == "foreign_next":
+            assert resp.json()["next"].startswith("https://evil.example.com/2.0/repositories/")
+        elif kind == "repeat_next":
+            assert resp.json()["next"] == resp.url
+    assert rule.fired == 1 and rule.times == 0
+    assert http.get(url).status_code == 200 and "evil" not in http.get(url).text  # times=1: gone
+
+
+def test_fault_forever_clear_and_server_latency(server, http, ws):
+    server.add_fault("500", times=None)
+    assert [http.get(f"{server.api_url}/user").status_code for _ in range(3)] == [500, 500, 500]
+    server.clear_faults()
+    assert http.get(f"{server.api_url}/user").status_code == 200
+    with SandboxServer(ws, email=EMAIL, api_token=TOKEN, latency_ms=150) as slow:
+        started = time.monotonic()
+        assert http.get(f"{slow.api_url}/user").status_code == 200
+        assert time.monotonic() - started >= 0.15
+
+
+# ------------------------------------------------------------------ control endpoints, request log
+def test_control_endpoints_and_request_log(server, http, ws):
+    repo = busiest(ws)
+    control = server.api_url.replace("/2.0", "/_sandbox")
+    server.reset_requests()
+    before = len(ws.records("pull_requests"))
+    resp = requests.post(f"{control}/mutate", json={"op": "add_pull_request", "args": {"repo_slug": repo.slug}})
+    assert resp.status_code == 200 and resp.json()["result"]["id"] == len(repo.pull_requests)
+    assert len(requests.get(f"{control}/records/pull_requests").json()) == before + 1
+    assert requests.post(f"{control}/mutate", json={"op": "nope"}).status_code == 400
+    assert requests.post(f"{control}/mutate", json={"op": "push_commits", "args": {"repo_slug": "x"}}).status_code == 404
+    assert requests.post(f"{control}/faults", json={"kind": "429", "path_contains": "/user"}).status_code == 201
+    assert http.get(f"{server.api_url}/user").status_code == 429
+    opened = http.get(f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pullrequests", params={"pagelen": 50})
+    assert opened.json()["values"][-1]["id"] == len(repo.pull_requests)
+    http.get(f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/commits")
+    log = requests.get(f"{control}/requests").json()
+    assert [r["path"] for r in log["requests"]] == [r[1] for r in server.requests] and len(log["requests"]) == 3
+    assert server.requests[1] == ("GET", f"/2.0/repositories/{ws.slug}/{repo.slug}/pullrequests", {"pagelen": ["50"]})
+    assert server.request_counts() == {"repositories": 0, "pullrequests": 1, "commits": 1, "deployments": 0,
+                                       "members": 0, "other": 1}
+    ws.delete_repository(repo.slug)
+    assert http.get(f"{server.api_url}/repositories/{ws.slug}/{repo.slug}").status_code == 404
+
+
+def test_mutations_move_updated_on(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pullrequests"
+    mark = ws.now.isoformat()
+    opened = next(p for p in repo.pull_requests if p.state == "OPEN")
+    ws.update_pull_request(repo.slug, opened.id)
+    changed = walk(http, url, {"q": f"updated_on > {mark}", "state": ["OPEN", "MERGED"]})[0]
+    assert [(p["id"], p["state"]) for p in changed] == [(opened.id, "MERGED")] and changed[0]["merge_commit"]
+    ws.update_repository(repo.slug)
+    repos = http.get(f"{server.api_url}/repositories/{ws.slug}", params={"q": f"updated_on>{mark}"}).json()["values"]
+    assert [r["slug"] for r in repos] == [repo.slug]
+    ws.add_member()
+    assert http.get(f"{server.api_url}/workspaces/{ws.slug}/members").json()["size"] == 13
+
+
+def test_scales_to_large_workspaces():
+    started = time.monotonic()
+    big = generate_workspace(repositories=40, pull_requests=20000, commits=100000, deployments=5000)
+    assert time.monotonic() - started < 5
+    repo = max(big.repositories, key=lambda r: len(r.graph))
+    with SandboxServer(big) as srv, requests.Session() as http:
+        http.auth = (EMAIL, TOKEN)
+        started = time.monotonic()
+        url = f"{srv.api_url}/repositories/{big.slug}/{repo.slug}/commits?pagelen=100"
+        for _ in range(5):
+            url = http.get(url).json()["next"]
+        pr = http.get(f"{srv.api_url}/repositories/{big.slug}/{repo.slug}/pullrequests",
+                      params={"state": "MERGED", "q": "updated_on > 2026-01-01", "pagelen": 50, "page": 3})
+        assert pr.status_code == 200 and len(pr.json()["values"]) == 50
+        assert time.monotonic() - started < 2
