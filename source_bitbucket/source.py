@@ -59,8 +59,9 @@ class SourceBitbucket(AbstractSource):
         """The five streams. Raises a config error (naming the field) when the config is invalid.
 
         The repository-scoped streams share one dedicated ``Repositories`` parent, so the
-        repository listing is read once per sync, and never the instance synced as the
-        ``repositories`` stream itself (a shared instance would replay that stream's state).
+        repository listing is read once per sync (the synced ``repositories`` stream replays it in
+        full refresh). The parent is never the synced instance itself: that one's state would
+        filter or replay the children's listing.
         """
         parsed = BitbucketConfig.from_mapping(config)
         common = {
@@ -70,7 +71,7 @@ class SourceBitbucket(AbstractSource):
         }
         parent = Repositories(**common)
         return [
-            Repositories(**common),
+            Repositories(shared_listing=parent, **common),
             PullRequests(parent=parent, **common),
             Commits(parent=parent, **common),
             Deployments(parent=parent, **common),

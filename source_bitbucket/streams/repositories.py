@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Iterable, List, Mapping, MutableMapping, Optional
 from urllib.parse import quote
 
 from airbyte_cdk.models import SyncMode
+from airbyte_cdk.sources.streams.core import StreamData
 
 from source_bitbucket.state import format_datetime
 from source_bitbucket.streams.base import BitbucketStream
@@ -18,8 +20,9 @@ class Repositories(BitbucketStream):
     ``sort=updated_on`` (ascending, so the stream-wide cursor is safe to checkpoint);
     full refresh reads every repository. State: ``{"updated_on": <canonical date-time>}``.
 
-    The same class, as a dedicated instance, is the parent of the repository-scoped streams:
-    ``list_repositories()`` walks the unfiltered listing once per sync and remembers it.
+    A dedicated instance is the parent of the repository-scoped streams and the
+    ``shared_listing`` of the synced instance: ``list_repositories()`` walks the unfiltered
+    listing once per sync and remembers it, so a full sync requests each listing page once.
     """
 
     name = "repositories"
@@ -27,9 +30,11 @@ class Repositories(BitbucketStream):
     cursor_field = "updated_on"
     page_size = 100
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, shared_listing: Optional["Repositories"] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._listing: Optional[List[Mapping[str, str]]] = None
+        self.shared_listing = shared_listing
+        self._listing: Optional[List[Mapping[str, Any]]] = None
+        self._listing_lock = threading.Lock()
 
     def first_page_path(self, stream_slice: Mapping[str, Any]) -> str:
         return f"repositories/{quote(self.config.workspace, safe='')}"
@@ -53,18 +58,27 @@ class Repositories(BitbucketStream):
         """Advance the stream-wide ``updated_on`` cursor (``current_stream_state`` is updated in place)."""
         return self.cursors.observe(current_stream_state, self._initial_state, None, latest_record.get(self.cursor_field))
 
-    def list_repositories(self) -> Iterable[Mapping[str, str]]:
-        """Every repository of the workspace as ``{"uuid", "full_name", "slug"}``, in listing order.
+    def read_records(
+        self,
+        sync_mode: SyncMode,
+        cursor_field: Optional[List[str]] = None,
+        stream_slice: Optional[Mapping[str, Any]] = None,
+        stream_state: Optional[Mapping[str, Any]] = None,
+    ) -> Iterable[StreamData]:
+        """Full refresh replays the shared listing (read once per sync for every stream that needs
+        it); incremental reads its own server-side filtered window."""
+        if self.shared_listing is not None and "since" not in (stream_slice or {}):
+            yield from self.shared_listing.list_repositories()
+        else:
+            yield from super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
 
-        The first call reads the listing (lazily, page by page); later calls replay it.
+    def list_repositories(self) -> List[Mapping[str, Any]]:
+        """Every repository record of the workspace (unfiltered, listing order).
+
+        The first call reads the whole listing; later calls (from any stream or thread) get the
+        same list without a request.
         """
-        if self._listing is not None:
-            yield from self._listing
-            return
-        listing = []
-        for record in self.read_only_records():
-            if isinstance(record, Mapping):
-                repository = {"uuid": record["uuid"], "full_name": record["full_name"], "slug": record.get("slug") or record["full_name"].split("/", 1)[-1]}
-                listing.append(repository)
-                yield repository
-        self._listing = listing
+        with self._listing_lock:
+            if self._listing is None:
+                self._listing = [r for r in self.read_only_records() if isinstance(r, Mapping)]
+            return self._listing

@@ -41,7 +41,8 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         self, sync_mode: SyncMode, cursor_field: Optional[List[str]] = None, stream_state: Optional[Mapping[str, Any]] = None
     ) -> Iterable[Mapping[str, Any]]:
         incremental = sync_mode == SyncMode.incremental
-        for repository in self.parent.list_repositories():
+        for record in self.parent.list_repositories():
+            repository = {"uuid": record["uuid"], "full_name": record["full_name"], "slug": record.get("slug") or record["full_name"].split("/", 1)[-1]}
             since = self.cursors.lower_bound(stream_state or {}, repository) if incremental else self.config.start_date
             yield {"repository": repository, "since": format_datetime(since), **self.slice_extras(repository, incremental)}
 
