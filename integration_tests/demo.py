@@ -1,0 +1,63 @@
+"""Try the connector offline: ``python -m integration_tests.demo``.
+
+Starts the sandbox on 127.0.0.1, runs ``python main.py read`` on every stream, changes some data,
+reads again with the state of the first run, and prints records, states and requests per stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from integration_tests import connector_cli as cli
+from integration_tests.sandbox import SandboxServer, generate_workspace
+
+ENDPOINTS = ("repositories", "pullrequests", "commits", "deployments", "members")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repositories", type=int, default=10)
+    parser.add_argument("--show-state", action="store_true", help="print the final state of each run")
+    args = parser.parse_args()
+    workspace = generate_workspace(seed=args.seed, repositories=args.repositories)
+    with SandboxServer(workspace) as server:
+        config = {"workspace": workspace.slug, "email": "dev@example.com", "api_token": "sandbox-token", "api_url": server.api_url}
+        print(f"sandbox: {server.api_url} (workspace {workspace.slug})\n")
+        first = _sync("1st sync (no state)", config, None, server, args.show_state)
+        slugs = [r["slug"] for r in workspace.records("repositories") if r["mainbranch"]]
+        workspace.add_pull_request(slugs[0])
+        workspace.push_commits(slugs[1], 3)
+        workspace.push_late_branch(slugs[2], 3, days_old=400)
+        workspace.add_deployment(slugs[3], state="COMPLETED")
+        workspace.update_repository(slugs[4])
+        print(
+            f"changed in the sandbox: a new pull request in {slugs[0]} (with its commit), 3 commits pushed to {slugs[1]}, "
+            f"a 400-day-old branch of 3 commits merged into {slugs[2]}, a deployment in {slugs[3]}, {slugs[4]} updated\n"
+        )
+        _sync("2nd sync (with the 1st sync's state)", config, first.final_state(), server, args.show_state)
+
+
+def _sync(title: str, config, state, server, show_state: bool) -> cli.SyncResult:
+    server.reset_requests()
+    result = cli.run("read", config, cli.catalog(), state=state)
+    requests = server.request_counts()
+    print(title, "- exit code", result.returncode)
+    print(f"  {'stream':<16}{'records':>8}{'states':>8}   requests")
+    states = {}
+    for stream in result.states:
+        name = stream["stream"]["stream_descriptor"]["name"]
+        states[name] = states.get(name, 0) + 1
+    for stream, endpoint in zip(cli.STREAMS, ENDPOINTS):
+        print(f"  {stream:<16}{len(result.records[stream]):>8}{states.get(stream, 0):>8}   {requests.get(endpoint, 0)} x {endpoint}")
+    for error in result.errors:
+        print("  ERROR:", error.get("message"))
+    if show_state:
+        print(json.dumps(result.final_state(), indent=1))
+    print()
+    return result
+
+
+if __name__ == "__main__":
+    main()
