@@ -323,3 +323,45 @@ def test_a_page_without_values_is_reported_not_fatal(config):
 
     assert not output.errors and not output.records
     assert any("has no 'values' list" in m.log.message for m in output.logs)
+
+
+@responses.activate
+def test_items_that_are_not_objects_or_lack_a_key_are_skipped_and_reported(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo, "not-an-object", {"full_name": "acme/no-uuid"}]))
+    responses.get(
+        repository_url(repo, "pullrequests"),
+        json=page([pull_request(1, 1, "2024-02-01T00:00:00+00:00"), {"title": "no id", "updated_on": "2024-02-02T00:00:00+00:00"}, 7]),
+    )
+
+    output = run_read(config, ["pull_requests"], SyncMode.incremental)
+
+    assert not output.errors
+    assert [r.record.data["id"] for r in output.records] == [1]
+    warnings = [m.log.message for m in output.logs if "were skipped" in m.log.message]
+    assert any("repositories: 2 item(s)" in w for w in warnings) and any("pull_requests: 2 item(s)" in w for w in warnings)
+
+
+@responses.activate
+def test_pull_requests_checkpoint_inside_a_big_repository(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    url = repository_url(repo, "pullrequests")
+    prs = [pull_request(1, i, f"2024-02-01T00:{i // 60:02d}:{i % 60:02d}+00:00") for i in range(1, 1201)]
+    pages = [prs[i:i + 50] for i in range(0, len(prs), 50)]
+    for n, values in enumerate(pages):
+        this = url if n == 0 else f"{url}?page={n + 1}"
+        following = f"{url}?page={n + 2}" if n + 1 < len(pages) else None
+        match = [responses.matchers.query_param_matcher({"page": str(n + 1)})] if n else []
+        responses.get(this, json=page(values, following), match=match)
+
+    output = run_read(config, ["pull_requests"], SyncMode.incremental)
+
+    states = [dict(m.state.stream.stream_state.__dict__)[repo["uuid"]]["updated_on"] for m in output.state_messages]
+    assert states == [
+        "2024-02-01T00:08:20.000000+00:00",  # after record 500
+        "2024-02-01T00:16:40.000000+00:00",  # after record 1000
+        "2024-02-01T00:20:00.000000+00:00",  # end of the repository
+    ]
+    assert len(output.records) == 1200
+    assert any("1/1 repositories read (acme/repo-1: 1200 records" in m.log.message for m in output.logs)

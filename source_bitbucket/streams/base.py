@@ -12,6 +12,7 @@ import copy
 import threading
 from abc import ABC
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Iterable, List, Mapping, MutableMapping, Optional
 from urllib.parse import urlparse
 
@@ -181,9 +182,27 @@ class BitbucketStream(HttpStream, ABC):
         if not isinstance(values, list):
             self.logger.warning(f"{self.name}: a page from {_path_of(response.url)} has no 'values' list; nothing read from it.")
             return
-        for record in values:
-            if isinstance(record, dict):
-                yield from self.transform(record, stream_slice or {})
+        dropped = 0
+        for item in values:
+            if not isinstance(item, dict):
+                dropped += 1
+                continue
+            for record in self.transform(item, stream_slice or {}):
+                if all(record.get(field) is not None for field in self.key_fields):
+                    yield record
+                else:
+                    dropped += 1
+        if dropped:
+            self.logger.warning(
+                f"{self.name}: {dropped} item(s) of a page from {_path_of(response.url)} were not objects or lacked "
+                f"a primary key field ({', '.join(self.key_fields)}); they were skipped."
+            )
+
+    @cached_property
+    def key_fields(self) -> List[str]:
+        """The top-level fields of the primary key; records without them cannot be emitted."""
+        key = self.primary_key
+        return [key] if isinstance(key, str) else [k if isinstance(k, str) else k[0] for k in key or []]
 
     def transform(self, record: MutableMapping[str, Any], stream_slice: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
         """Decorate (or drop) one API object; yields the record(s) to emit."""

@@ -13,7 +13,8 @@ class PullRequests(RepositoryScopedStream):
     ``pagelen`` 50 (the endpoint's maximum; 100 answers 400 "Invalid pagelen"). The configured
     states are sent as repeated ``state`` parameters (with none, the API returns only OPEN).
     The window is filtered on the server with ``q=updated_on>{since}`` and read in ascending
-    ``sort=updated_on``.
+    ``sort=updated_on``, so state is also checkpointed inside a repository, every
+    ``state_checkpoint_interval`` records: everything up to the cursor has been emitted.
     """
 
     name = "pull_requests"
@@ -21,6 +22,7 @@ class PullRequests(RepositoryScopedStream):
     cursor_field = "updated_on"
     page_size = 50
     resource = "pullrequests"
+    state_checkpoint_interval = 500
 
     def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
         return {"state": list(self.config.pull_request_states), "q": f"updated_on>{stream_slice['since']}", "sort": "updated_on"}

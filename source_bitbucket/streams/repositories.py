@@ -29,6 +29,7 @@ class Repositories(BitbucketStream):
     primary_key = "uuid"
     cursor_field = "updated_on"
     page_size = 100
+    state_checkpoint_interval = 500  # incremental reads are ascending: safe to checkpoint mid-stream
 
     def __init__(self, shared_listing: Optional["Repositories"] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

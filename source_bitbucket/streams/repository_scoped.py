@@ -8,11 +8,15 @@ from urllib.parse import quote
 
 import requests
 from airbyte_cdk.models import SyncMode
+from airbyte_cdk.sources.streams.core import StreamData
 from airbyte_cdk.sources.streams.http import HttpSubStream
 
-from source_bitbucket.errors import error_detail, REQUIRED_SCOPES
+from source_bitbucket.errors import REQUIRED_SCOPES, error_detail
 from source_bitbucket.state import format_datetime
-from source_bitbucket.streams.base import BitbucketStream, page_body
+from source_bitbucket.streams.base import BitbucketStream
+
+
+PROGRESS_EVERY_RECORDS = 5000
 
 
 class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
@@ -36,15 +40,44 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
 
     def __init__(self, parent: BitbucketStream, **kwargs: Any) -> None:
         super().__init__(parent=parent, **kwargs)
+        self._progress = {"total": 0, "done": 0, "records": 0}
 
     def stream_slices(
         self, sync_mode: SyncMode, cursor_field: Optional[List[str]] = None, stream_state: Optional[Mapping[str, Any]] = None
     ) -> Iterable[Mapping[str, Any]]:
         incremental = sync_mode == SyncMode.incremental
-        for record in self.parent.list_repositories():
+        listing = self.parent.list_repositories()
+        self._progress = {"total": len(listing), "done": 0, "records": 0}
+        for record in listing:
+            if not record.get("full_name"):
+                self.logger.warning(f"{self.name}: repository {record['uuid']} has no full_name in the listing; skipped.")
+                continue
             repository = {"uuid": record["uuid"], "full_name": record["full_name"], "slug": record.get("slug") or record["full_name"].split("/", 1)[-1]}
             since = self.cursors.lower_bound(stream_state or {}, repository) if incremental else self.config.start_date
             yield {"repository": repository, "since": format_datetime(since), **self.slice_extras(repository, incremental)}
+
+    def read_records(
+        self,
+        sync_mode: SyncMode,
+        cursor_field: Optional[List[str]] = None,
+        stream_slice: Optional[Mapping[str, Any]] = None,
+        stream_state: Optional[Mapping[str, Any]] = None,
+    ) -> Iterable[StreamData]:
+        """Read one repository, logging progress: records so far, repositories done of total."""
+        progress = self._progress
+        full_name = stream_slice["repository"]["full_name"]
+        count = 0
+        for record in super().read_records(sync_mode, cursor_field, stream_slice, stream_state):
+            count += 1
+            if count % PROGRESS_EVERY_RECORDS == 0:
+                self.logger.info(f"{self.name}: {full_name}: {count} records so far")
+            yield record
+        progress["done"] += 1
+        progress["records"] += count
+        self.logger.info(
+            f"{self.name}: {progress['done']}/{progress['total']} repositories read ({full_name}: {count} records; "
+            f"{progress['records']} records in all)"
+        )
 
     def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
         """More slice keys for one repository (e.g. the commits to exclude)."""
