@@ -136,3 +136,17 @@ def test_an_unchanged_workspace_costs_one_request_per_repository_and_stream(sand
     assert counts["commits"] == repositories
     assert counts["deployments"] == repositories
     assert counts["repositories"] == 2  # the filtered window for the stream, the listing for the children
+
+
+def test_reading_repositories_concurrently_gives_the_same_records_order_and_state(sandbox):
+    workspace, server, config = sandbox
+    sequential = cli.run("read", {**config, "num_workers": 1}, cli.catalog())
+    concurrent = cli.run("read", {**config, "num_workers": 6}, cli.catalog())
+
+    assert sequential.returncode == concurrent.returncode == 0
+    for stream in cli.STREAMS:
+        assert concurrent.records[stream] == sequential.records[stream], stream  # same records, same order
+    assert concurrent.final_state() == sequential.final_state()
+    assert [s["stream"]["stream_descriptor"] for s in concurrent.states] == [
+        s["stream"]["stream_descriptor"] for s in sequential.states
+    ]

@@ -20,6 +20,8 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
 DEFAULT_START_DATE = "2020-01-01T00:00:00Z"
 DEFAULT_MAX_WAITING_MINUTES = 60
+DEFAULT_NUM_WORKERS = 4
+MAX_NUM_WORKERS = 16
 PULL_REQUEST_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
 PULL_REQUEST_STATE_CHOICES = PULL_REQUEST_STATES + ("ALL",)
 
@@ -48,6 +50,7 @@ class BitbucketConfig:
         pull_request_states: the ``state`` values sent to ``GET .../pullrequests``.
         api_url: API root without a trailing slash, e.g. ``https://api.bitbucket.org/2.0``.
         max_waiting_seconds: how long one request may keep retrying (rate limits, server errors).
+        num_workers: repositories read at once by the repository-scoped streams.
     """
 
     workspace: str
@@ -57,6 +60,7 @@ class BitbucketConfig:
     pull_request_states: Tuple[str, ...]
     api_url: str
     max_waiting_seconds: float = DEFAULT_MAX_WAITING_MINUTES * 60
+    num_workers: int = DEFAULT_NUM_WORKERS
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any], now: datetime | None = None) -> "BitbucketConfig":
@@ -74,6 +78,7 @@ class BitbucketConfig:
             pull_request_states=_pull_request_states(config.get("pull_request_state", "ALL")),
             api_url=_api_url(config.get("api_url") or DEFAULT_API_URL),
             max_waiting_seconds=_max_waiting_minutes(config.get("max_waiting_time", DEFAULT_MAX_WAITING_MINUTES)) * 60,
+            num_workers=_num_workers(config.get("num_workers", DEFAULT_NUM_WORKERS)),
         )
 
 
@@ -155,3 +160,9 @@ def _max_waiting_minutes(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1440:
         raise ConfigError("max_waiting_time", f"'{value}' must be a number of minutes above 0 and at most 1440 (default 60).")
     return float(value)
+
+
+def _num_workers(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NUM_WORKERS:
+        raise ConfigError("num_workers", f"'{value}' must be a whole number from 1 to {MAX_NUM_WORKERS} (default {DEFAULT_NUM_WORKERS}).")
+    return value

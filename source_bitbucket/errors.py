@@ -29,6 +29,8 @@ from airbyte_cdk.sources.streams.http.error_handlers import (
 )
 from airbyte_cdk.sources.streams.http.error_handlers.default_error_mapping import DEFAULT_ERROR_MAPPING
 
+from source_bitbucket.concurrency import RateLimitGate
+
 REQUIRED_SCOPES = {
     "repositories": "read:repository:bitbucket",
     "commits": "read:repository:bitbucket",
@@ -173,20 +175,25 @@ class BitbucketBackoffStrategy(BackoffStrategy):
 
     Each wait is logged with its length, its cause and when the request resumes. The total time
     one request may spend waiting is the error handler's ``max_time`` (config ``max_waiting_time``).
+    A 429 wait also closes the shared ``rate_limit_gate``, so the other readers hold their next
+    request until it is over instead of spending the limit further.
     """
 
     MIN_WAIT_SECONDS = 1.0
     RATE_LIMIT_BASE, RATE_LIMIT_CAP = 5.0, 300.0
     ERROR_BASE, ERROR_CAP = 1.0, 60.0
 
-    def __init__(self, logger: logging.Logger, stream_name: str) -> None:
+    def __init__(self, logger: logging.Logger, stream_name: str, rate_limit_gate: Optional[RateLimitGate] = None) -> None:
         self._logger = logger
         self._stream_name = stream_name
+        self._gate = rate_limit_gate
 
     def backoff_time(
         self, response_or_exception: Optional[Union[requests.Response, requests.RequestException]], attempt_count: int
     ) -> Optional[float]:
         wait, cause = self._wait_and_cause(response_or_exception, max(1, attempt_count))
+        if self._gate is not None and isinstance(response_or_exception, requests.Response) and response_or_exception.status_code == 429:
+            self._gate.close_for(wait)
         resume = datetime.now(timezone.utc) + timedelta(seconds=wait + 1)
         self._logger.info(
             f"{self._stream_name}: waiting {wait:.1f} s before retry {attempt_count} ({cause}); "

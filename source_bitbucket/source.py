@@ -14,6 +14,7 @@ from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.sources.streams.http.requests_native_auth import BasicHttpAuthenticator
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_bitbucket.concurrency import RateLimitGate
 from source_bitbucket.config import BitbucketConfig
 from source_bitbucket.errors import UNAUTHORIZED_MESSAGE, error_detail, forbidden_message
 from source_bitbucket.streams import Commits, Deployments, PullRequests, Repositories, WorkspaceUsers
@@ -68,6 +69,7 @@ class SourceBitbucket(AbstractSource):
             "config": parsed,
             "sync_started_at": datetime.now(timezone.utc),
             "authenticator": BasicHttpAuthenticator(username=parsed.email, password=parsed.api_token),
+            "rate_limit_gate": RateLimitGate(),
         }
         parent = Repositories(**common)
         return [

@@ -16,6 +16,7 @@ uuid-keyed entries as repositories are synced.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, MutableMapping, Optional, Set
 
@@ -148,14 +149,16 @@ class CommitFrontier:
     def __init__(self, previous_tips: Iterable[str]) -> None:
         self.tips: Set[str] = set(previous_tips)
         self._referenced: Set[str] = set()
+        self._lock = threading.Lock()  # added to by a reader thread, read by the state thread
 
     def add(self, commit_hash: str, parent_hashes: Iterable[str]) -> None:
         """Record a commit read from the listing."""
-        if commit_hash not in self._referenced:
-            self.tips.add(commit_hash)
-        for parent in parent_hashes:
-            self._referenced.add(parent)
-            self.tips.discard(parent)
+        with self._lock:
+            if commit_hash not in self._referenced:
+                self.tips.add(commit_hash)
+            for parent in parent_hashes:
+                self._referenced.add(parent)
+                self.tips.discard(parent)
 
     def excluded(self, limit: int) -> list:
         """The tips to send as ``exclude`` next time, at most ``limit`` of them (sorted, for stable URLs).
@@ -163,4 +166,5 @@ class CommitFrontier:
         Dropping tips past the limit can only make the next sync list commits again (duplicates),
         never skip one.
         """
-        return sorted(self.tips)[:limit]
+        with self._lock:
+            return sorted(self.tips)[:limit]

@@ -31,7 +31,7 @@ def test_spec_lists_the_config_fields_in_order_with_the_token_secret():
     assert spec["required"] == ["workspace", "email", "api_token"]
     properties = spec["properties"]
     assert sorted(properties, key=lambda k: properties[k]["order"]) == [
-        "workspace", "email", "api_token", "start_date", "pull_request_state", "api_url", "max_waiting_time"
+        "workspace", "email", "api_token", "start_date", "pull_request_state", "api_url", "max_waiting_time", "num_workers"
     ]
     assert properties["api_token"]["airbyte_secret"] is True
     assert properties["start_date"]["default"] == "2020-01-01T00:00:00Z"

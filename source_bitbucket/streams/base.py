@@ -23,6 +23,7 @@ from airbyte_cdk.sources.streams.http import HttpStream
 from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy, ErrorHandler
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_bitbucket.concurrency import RateLimitGate
 from source_bitbucket.config import BitbucketConfig
 from source_bitbucket.errors import BitbucketBackoffStrategy, BitbucketErrorHandler, json_body
 from source_bitbucket.state import RepositoryCursors
@@ -52,9 +53,12 @@ class BitbucketStream(HttpStream, ABC):
     page_size: int = 100
     skip_statuses: frozenset = frozenset()
 
-    def __init__(self, config: BitbucketConfig, sync_started_at: datetime, **kwargs: Any) -> None:
+    def __init__(
+        self, config: BitbucketConfig, sync_started_at: datetime, rate_limit_gate: Optional[RateLimitGate] = None, **kwargs: Any
+    ) -> None:
         self.config = config
         self.sync_started_at = sync_started_at
+        self.rate_limit_gate = rate_limit_gate or RateLimitGate()
         super().__init__(**kwargs)
         self._local = threading.local()
         self.cursors = RepositoryCursors(self.cursor_field or "", config.start_date, sync_started_at)
@@ -86,7 +90,14 @@ class BitbucketStream(HttpStream, ABC):
         )
 
     def get_backoff_strategy(self) -> BackoffStrategy:
-        return BitbucketBackoffStrategy(logger=self.logger, stream_name=self.name)
+        return BitbucketBackoffStrategy(logger=self.logger, stream_name=self.name, rate_limit_gate=self.rate_limit_gate)
+
+    def request_kwargs(self, **kwargs: Any) -> Mapping[str, Any]:
+        """Called before each page request: holds it while a rate-limit wait is shared by all readers."""
+        waited = self.rate_limit_gate.wait()
+        if waited:
+            self.logger.debug(f"{self.name}: held {waited:.1f} s by a rate-limit wait of another request")
+        return super().request_kwargs(**kwargs)
 
     def request_params(
         self,

@@ -53,16 +53,16 @@ class Commits(RepositoryScopedStream):
     def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
         return {"exclude": stream_slice["exclude"]} if stream_slice["exclude"] else {}
 
-    def read_records(
+    def read_slice(
         self,
         sync_mode: SyncMode,
-        cursor_field: Optional[List[str]] = None,
-        stream_slice: Optional[Mapping[str, Any]] = None,
-        stream_state: Optional[Mapping[str, Any]] = None,
+        cursor_field: Optional[List[str]],
+        stream_slice: Mapping[str, Any],
+        stream_state: Optional[Mapping[str, Any]],
     ) -> Iterable[Mapping[str, Any]]:
         uuid = stream_slice["repository"]["uuid"]
         self._frontiers[uuid] = CommitFrontier(stream_slice["exclude"])
-        yield from super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
+        yield from super().read_slice(sync_mode, cursor_field, stream_slice, stream_state)
         if uuid in self._stale_exclude:
             self._stale_exclude.discard(uuid)
             self.logger.warning(
@@ -71,7 +71,7 @@ class Commits(RepositoryScopedStream):
             )
             self._frontiers[uuid] = CommitFrontier([])
             rescan = {**stream_slice, "exclude": [], "since": format_datetime(self.config.start_date)}
-            yield from super().read_records(sync_mode, cursor_field, rescan, stream_state)
+            yield from super().read_slice(sync_mode, cursor_field, rescan, stream_state)
 
     def parse_response(self, response: requests.Response, *, stream_state, stream_slice=None, next_page_token=None):
         if response.status_code == 404 and stream_slice and stream_slice["exclude"]:

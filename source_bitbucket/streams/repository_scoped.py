@@ -11,6 +11,7 @@ from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.streams.core import StreamData
 from airbyte_cdk.sources.streams.http import HttpSubStream
 
+from source_bitbucket.concurrency import SlicePrefetcher
 from source_bitbucket.errors import REQUIRED_SCOPES, error_detail
 from source_bitbucket.state import format_datetime
 from source_bitbucket.streams.base import BitbucketStream
@@ -41,20 +42,29 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
     def __init__(self, parent: BitbucketStream, **kwargs: Any) -> None:
         super().__init__(parent=parent, **kwargs)
         self._progress = {"total": 0, "done": 0, "records": 0}
+        self._slice_index: dict = {}
+        self._prefetcher: Optional[SlicePrefetcher] = None
 
     def stream_slices(
         self, sync_mode: SyncMode, cursor_field: Optional[List[str]] = None, stream_state: Optional[Mapping[str, Any]] = None
     ) -> Iterable[Mapping[str, Any]]:
         incremental = sync_mode == SyncMode.incremental
-        listing = self.parent.list_repositories()
-        self._progress = {"total": len(listing), "done": 0, "records": 0}
-        for record in listing:
+        slices = []
+        for record in self.parent.list_repositories():
             if not record.get("full_name"):
                 self.logger.warning(f"{self.name}: repository {record['uuid']} has no full_name in the listing; skipped.")
                 continue
             repository = {"uuid": record["uuid"], "full_name": record["full_name"], "slug": record.get("slug") or record["full_name"].split("/", 1)[-1]}
             since = self.cursors.lower_bound(stream_state or {}, repository) if incremental else self.config.start_date
-            yield {"repository": repository, "since": format_datetime(since), **self.slice_extras(repository, incremental)}
+            slices.append({"repository": repository, "since": format_datetime(since), **self.slice_extras(repository, incremental)})
+        self._progress = {"total": len(slices), "done": 0, "records": 0}
+        self._slice_index = {s["repository"]["uuid"]: i for i, s in enumerate(slices)}
+        self._prefetcher = None
+        if self.config.num_workers > 1 and len(slices) > 1:
+            self._prefetcher = SlicePrefetcher(
+                lambda s: self.read_slice(sync_mode, None, s, stream_state), slices, workers=self.config.num_workers
+            )
+        yield from slices
 
     def read_records(
         self,
@@ -63,11 +73,16 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         stream_slice: Optional[Mapping[str, Any]] = None,
         stream_state: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[StreamData]:
-        """Read one repository, logging progress: records so far, repositories done of total."""
+        """Emit one repository's records (read ahead by the prefetcher when ``num_workers`` > 1),
+        logging progress: records so far, repositories done of total."""
         progress = self._progress
         full_name = stream_slice["repository"]["full_name"]
+        if self._prefetcher is not None:
+            records = self._prefetcher.records(self._slice_index[stream_slice["repository"]["uuid"]])
+        else:
+            records = self.read_slice(sync_mode, cursor_field, stream_slice, stream_state)
         count = 0
-        for record in super().read_records(sync_mode, cursor_field, stream_slice, stream_state):
+        for record in records:
             count += 1
             if count % PROGRESS_EVERY_RECORDS == 0:
                 self.logger.info(f"{self.name}: {full_name}: {count} records so far")
@@ -78,6 +93,16 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
             f"{self.name}: {progress['done']}/{progress['total']} repositories read ({full_name}: {count} records; "
             f"{progress['records']} records in all)"
         )
+
+    def read_slice(
+        self,
+        sync_mode: SyncMode,
+        cursor_field: Optional[List[str]],
+        stream_slice: Mapping[str, Any],
+        stream_state: Optional[Mapping[str, Any]],
+    ) -> Iterable[StreamData]:
+        """Read one repository over HTTP (on a prefetch worker thread when ``num_workers`` > 1)."""
+        yield from BitbucketStream.read_records(self, sync_mode, cursor_field, stream_slice, stream_state)
 
     def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
         """More slice keys for one repository (e.g. the commits to exclude)."""

@@ -1,0 +1,133 @@
+"""Reading several repositories at once while the CDK consumes them one after another.
+
+The CDK's sequential read loop (``Stream.read``) stays in charge: it asks for one repository
+slice at a time, emits its records in order, updates per-repository state with
+``get_updated_state`` and checkpoints after each slice. ``SlicePrefetcher`` only fetches ahead:
+up to ``num_workers`` threads read the next slices (in listing order) into bounded buffers,
+so the HTTP latency of many repositories overlaps while state stays exact and the records of
+one repository keep their API order.
+
+``RateLimitGate`` makes a rate-limit wait shared: once one request is told to back off, every
+worker holds its next page request until the wait is over.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional
+
+_END = object()
+
+
+class RateLimitGate:
+    """A shared "do not send before" time (monotonic clock), set by the backoff strategy."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._resume_at = 0.0
+
+    def close_for(self, seconds: float) -> None:
+        """Hold every new request for ``seconds`` from now (a later deadline wins)."""
+        with self._lock:
+            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+
+    def wait(self) -> float:
+        """Block until the gate is open; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                remaining = self._resume_at - time.monotonic()
+            if remaining <= 0:
+                return waited
+            time.sleep(min(remaining, 1.0))
+            waited += min(remaining, 1.0)
+
+
+class SlicePrefetcher:
+    """Reads ``slices`` with ``read_slice`` on ``workers`` daemon threads, ahead of the consumer.
+
+    Args:
+        read_slice: reads one slice and yields its records (runs on a worker thread).
+        slices: every slice of the stream, in the order the consumer will ask for them.
+        workers: threads reading at once.
+        window: slices started but not yet consumed (bounds memory with ``buffer_records``).
+        buffer_records: records buffered per slice before its worker waits for the consumer.
+
+    ``records(i)`` must be called for i = 0, 1, 2... in order; it yields slice i's records in
+    the order ``read_slice`` produced them and re-raises the exception that ended the slice.
+    """
+
+    def __init__(
+        self,
+        read_slice: Callable[[Mapping[str, Any]], Iterable[Any]],
+        slices: List[Mapping[str, Any]],
+        workers: int,
+        window: Optional[int] = None,
+        buffer_records: int = 2000,
+    ) -> None:
+        self._read_slice = read_slice
+        self._slices = slices
+        self._buffers = [queue.Queue(maxsize=buffer_records) for _ in slices]
+        self._window = threading.Semaphore(window or 2 * workers)
+        self._next = 0
+        self._lock = threading.Lock()
+        self._cancelled = threading.Event()
+        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"prefetch-{n}") for n in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def records(self, index: int) -> Iterator[Any]:
+        """Yield the records of slice ``index`` as they arrive."""
+        buffer = self._buffers[index]
+        try:
+            while True:
+                item = buffer.get()
+                if item is _END:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
+        except BaseException:
+            self.cancel()
+            raise
+        finally:
+            self._window.release()
+
+    def cancel(self) -> None:
+        """Stop the workers (they finish their current request and exit)."""
+        self._cancelled.set()
+
+    def _work(self) -> None:
+        while not self._cancelled.is_set():
+            while not self._window.acquire(timeout=0.2):
+                if self._cancelled.is_set():
+                    return
+            with self._lock:
+                index, self._next = self._next, self._next + 1
+            if index >= len(self._slices):
+                self._window.release()
+                return
+            buffer = self._buffers[index]
+            try:
+                for record in self._read_slice(self._slices[index]):
+                    if not self._put(buffer, record):
+                        return
+                self._put(buffer, _END)
+            except BaseException as error:  # handed to the consumer, re-raised on its thread
+                self._put(buffer, _Failure(error))
+
+    def _put(self, buffer: queue.Queue, item: Any) -> bool:
+        while not self._cancelled.is_set():
+            try:
+                buffer.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error

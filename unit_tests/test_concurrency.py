@@ -1,0 +1,101 @@
+"""SlicePrefetcher and RateLimitGate: order, overlap, bounded buffers, errors, shared waits."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+import requests
+
+from source_bitbucket.concurrency import RateLimitGate, SlicePrefetcher
+from source_bitbucket.errors import BitbucketBackoffStrategy
+
+
+class Recorder:
+    """A fake slice reader: each slice yields its records slowly and records how many run at once."""
+
+    def __init__(self, delay: float = 0.02, fail_on: str = "") -> None:
+        self.delay, self.fail_on = delay, fail_on
+        self.active = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+        self.produced = 0
+
+    def __call__(self, stream_slice):
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            for n in range(stream_slice["n"]):
+                if stream_slice["name"] == self.fail_on and n == 2:
+                    raise RuntimeError(f"boom in {self.fail_on}")
+                time.sleep(self.delay)
+                with self.lock:
+                    self.produced += 1
+                yield f"{stream_slice['name']}-{n}"
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def slices(count: int, n: int = 5):
+    return [{"name": f"s{i}", "n": n} for i in range(count)]
+
+
+def test_records_come_out_per_slice_in_order_while_slices_are_read_concurrently():
+    reader = Recorder()
+    prefetcher = SlicePrefetcher(reader, slices(8), workers=4)
+    started = time.monotonic()
+    out = [list(prefetcher.records(i)) for i in range(8)]
+    elapsed = time.monotonic() - started
+
+    assert out == [[f"s{i}-{n}" for n in range(5)] for i in range(8)]
+    assert reader.peak == 4
+    assert elapsed < 8 * 5 * 0.02 * 0.6  # well under the sequential time
+
+
+def test_buffers_are_bounded_so_workers_wait_for_the_consumer():
+    reader = Recorder(delay=0)
+    prefetcher = SlicePrefetcher(reader, slices(4, n=100), workers=2, window=2, buffer_records=10)
+    time.sleep(0.3)
+    assert reader.produced <= 2 * (10 + 1)  # two slices in the window, each holds at most its buffer
+    assert [len(list(prefetcher.records(i))) for i in range(4)] == [100] * 4
+
+
+def test_an_error_in_a_slice_is_raised_when_that_slice_is_consumed():
+    prefetcher = SlicePrefetcher(Recorder(fail_on="s1"), slices(3), workers=2)
+
+    assert list(prefetcher.records(0)) == [f"s0-{n}" for n in range(5)]
+    consumed = []
+    with pytest.raises(RuntimeError, match="boom in s1"):
+        for record in prefetcher.records(1):
+            consumed.append(record)
+    assert consumed == ["s1-0", "s1-1"]
+
+
+def test_the_gate_holds_requests_until_a_shared_wait_is_over():
+    gate = RateLimitGate()
+    assert gate.wait() == 0
+    gate.close_for(0.3)
+    started = time.monotonic()
+    gate.wait()
+    assert time.monotonic() - started >= 0.25
+
+
+def test_a_429_wait_closes_the_shared_gate_and_a_5xx_does_not():
+    gate = RateLimitGate()
+    strategy = BitbucketBackoffStrategy(logging.getLogger("test"), "commits", rate_limit_gate=gate)
+    server_error = requests.Response()
+    server_error.status_code = 503
+    strategy.backoff_time(server_error, 1)
+    assert gate.wait() == 0
+
+    rate_limited = requests.Response()
+    rate_limited.status_code = 429
+    rate_limited.headers["Retry-After"] = "1"
+    strategy.backoff_time(rate_limited, 1)
+    started = time.monotonic()
+    gate.wait()
+    assert time.monotonic() - started >= 0.9
