@@ -65,7 +65,7 @@ class SlicePrefetcher:
         slices: List[Mapping[str, Any]],
         workers: int,
         window: Optional[int] = None,
-        buffer_records: int = 2000,
+        buffer_records: int = 500,
     ) -> None:
         self._read_slice = read_slice
         self._slices = slices
