@@ -18,6 +18,11 @@ TEST_REQUIREMENTS = [
     "pytest-timeout>=2.3,<3",
     "responses>=0.25,<1",
     "requests-mock>=1.12,<2",
+    # Schema validation of metadata.yaml (integration_tests/test_packaging.py); both also come with airbyte-cdk.
+    "jsonschema>=4.18,<5",
+    "referencing>=0.36.2",
+    # PyAirbyte, for integration_tests/test_pyairbyte.py (it supports Python < 3.13 only; the test skips elsewhere).
+    'airbyte>=0.71.3,<0.72; python_version < "3.13"',
 ]
 
 setup(
