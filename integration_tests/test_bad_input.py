@@ -1,0 +1,403 @@
+"""Bad input through the command line: bad configs, secrets in failing runs, unexpected payloads.
+
+* Every bad config is refused by ``check`` (CONNECTION_STATUS FAILED naming the field) and by ``read``
+  (non-zero exit, a config_error TRACE naming the field) before a single request is sent.
+* A distinctive API token, and the base64 form of it that travels in the Authorization header,
+  never appear on stdout or stderr of failing checks and syncs (401, 403, 500 until the waiting
+  budget is spent, a foreign next link, an invalid start_date).
+* Pages without ``values`` or with items that are not objects do not crash the sync. The sandbox has
+  no fault kind for these payloads, so the tests wrap the sandbox's API router in the test process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from urllib.parse import quote
+
+import pytest
+
+from integration_tests import connector_cli as cli
+from integration_tests.sandbox import SandboxServer, generate_workspace
+
+EMAIL = "dev@example.com"
+TOKEN = "ATATT3xFfGF0-bad-input-9Qz7Kp2LwV5sN8"  # distinctive: searched for in every output
+NOW = (datetime.now(timezone.utc) - timedelta(days=3)).replace(microsecond=0).isoformat()
+WORKERS = 3
+
+
+def small_workspace():
+    return generate_workspace(seed=2, repositories=3, pull_requests=40, commits=80, deployments=6, members=3, now=NOW)
+
+
+def paged_workspace():
+    """4 repositories (one empty); the busiest has 81 pull requests (2 pages)."""
+    return generate_workspace(seed=2, repositories=4, pull_requests=120, commits=260, deployments=12, members=4, now=NOW)
+
+
+def good_config(server: SandboxServer, workspace) -> Dict[str, Any]:
+    return {"workspace": workspace.slug, "email": EMAIL, "api_token": TOKEN, "api_url": server.api_url,
+            "start_date": "2020-01-01T00:00:00Z", "max_waiting_time": 0.5}
+
+
+def run_cli(command: str, conf: Mapping[str, Any], catalog: Optional[Mapping[str, Any]] = None,
+            state=None, extra_args: Sequence[str] = ()) -> cli.SyncResult:
+    """``connector_cli.run`` plus extra command-line arguments (e.g. ``--debug``)."""
+    if not extra_args:
+        return cli.run(command, conf, catalog, state=state, timeout=240)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [sys.executable, str(cli.PROJECT_ROOT / "main.py"), command, "--config", _write(tmp, "config", conf)]
+        if catalog is not None:
+            args += ["--catalog", _write(tmp, "catalog", catalog)]
+        completed = subprocess.run(args + list(extra_args), capture_output=True, text=True, timeout=240, cwd=cli.PROJECT_ROOT)
+    return cli.parse(completed.stdout, completed.returncode, completed.stderr)
+
+
+def _write(folder: str, name: str, content: Any) -> str:
+    path = Path(folder) / f"{name}.json"
+    path.write_text(json.dumps(content))
+    return str(path)
+
+
+def connection_status(result: cli.SyncResult) -> Mapping[str, Any]:
+    statuses = [m["connectionStatus"] for m in result.other if m.get("type") == "CONNECTION_STATUS"]
+    assert len(statuses) == 1, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
+    return statuses[0]
+
+
+def selected(request, param: str) -> Set[str]:
+    """The ids of ``param`` used by the tests of this module that were collected."""
+    return {item.callspec.id for item in request.session.items
+            if item.module is request.module and hasattr(item, "callspec") and param in item.callspec.params}
+
+
+# ----------------------------------------------------------------------------- bad configs
+@dataclass
+class BadConfig:
+    id: str
+    field: str
+    change: Callable[[Dict[str, Any], SandboxServer], None]
+    check_bug: Optional[str] = None  # the check message does not name the field (known bug)
+
+
+def _set(key: str, value: Any) -> Callable[[Dict[str, Any], SandboxServer], None]:
+    def change(conf: Dict[str, Any], server: SandboxServer) -> None:
+        conf[key] = value
+    return change
+
+
+def _drop(key: str) -> Callable[[Dict[str, Any], SandboxServer], None]:
+    return lambda conf, server: conf.pop(key)
+
+
+CHECK_NAMES_NO_FIELD = ("BUG: `check` validates the config against spec.json first (the CDK's generic validation), so a "
+                        "value that breaks the JSON schema (enum, type, minimum) is reported as "
+                        "\"Config validation error: <value> is not ...\" without the field's name; `read` names it")
+
+BAD_CONFIGS = [
+    BadConfig("workspace_missing", "workspace", _drop("workspace")),
+    BadConfig("workspace_as_url", "workspace", _set("workspace", "https://bitbucket.org/acme-sandbox/")),
+    BadConfig("email_not_an_email", "email", _set("email", "dev-at-example.com")),
+    BadConfig("api_token_empty", "api_token", _set("api_token", "")),
+    BadConfig("api_token_whitespace", "api_token", _set("api_token", "   ")),
+    BadConfig("start_date_unparsable", "start_date", _set("start_date", "last tuesday")),
+    BadConfig("start_date_in_the_future", "start_date", _set("start_date", "2999-01-01T00:00:00Z")),
+    BadConfig("pull_request_state_unknown", "pull_request_state", _set("pull_request_state", "MERGING"),
+              check_bug=CHECK_NAMES_NO_FIELD),
+    # 0.0.0.0 is not loopback, yet reaches this host: if it were accepted the sandbox would see requests.
+    BadConfig("api_url_plain_http_to_a_non_loopback_host", "api_url",
+              lambda conf, server: conf.update(api_url=f"http://0.0.0.0:{server.port}/2.0")),
+    BadConfig("max_waiting_time_zero", "max_waiting_time", _set("max_waiting_time", 0), check_bug=CHECK_NAMES_NO_FIELD),
+    BadConfig("max_waiting_time_a_string", "max_waiting_time", _set("max_waiting_time", "30"),
+              check_bug=CHECK_NAMES_NO_FIELD),
+]
+
+
+@dataclass
+class Refusal:
+    check: cli.SyncResult
+    read: cli.SyncResult
+    check_requests: List[Any]
+    read_requests: List[Any]
+
+
+def refuse(bad: BadConfig) -> Refusal:
+    workspace = small_workspace()
+    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN) as server:
+        conf = good_config(server, workspace)
+        bad.change(conf, server)
+        check = cli.run("check", conf, timeout=120)
+        check_requests = server.requests
+        server.reset_requests()
+        read = cli.run("read", conf, cli.catalog(), timeout=120)
+        return Refusal(check, read, check_requests, server.requests)
+
+
+@pytest.fixture(scope="module")
+def refusals(request) -> Dict[str, Future]:
+    wanted = selected(request, "bad")
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    futures = {b.id: pool.submit(refuse, b) for b in BAD_CONFIGS if b.id in wanted}
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_params():
+    return [pytest.param(b, id=b.id, marks=[pytest.mark.xfail(reason=b.check_bug, strict=True)] if b.check_bug else [])
+            for b in BAD_CONFIGS]
+
+
+@pytest.mark.parametrize("bad", _check_params())
+def test_check_refuses_a_bad_config_naming_the_field_without_a_request(bad: BadConfig, refusals) -> None:
+    refusal = refusals[bad.id].result(timeout=280)
+    assert refusal.check_requests == [], "check sent requests with a bad config"
+    status = connection_status(refusal.check)
+    assert status["status"] == "FAILED"
+    assert refusal.check.returncode == 0  # a failed check is an answer, not a crash
+    assert_no_secret_in(refusal.check)
+    assert bad.field in (status.get("message") or ""), status.get("message")
+
+
+@pytest.mark.parametrize("bad", BAD_CONFIGS, ids=[b.id for b in BAD_CONFIGS])
+def test_read_refuses_a_bad_config_with_a_config_error_naming_the_field_without_a_request(bad: BadConfig, refusals) -> None:
+    refusal = refusals[bad.id].result(timeout=280)
+    read = refusal.read
+    assert refusal.read_requests == [], "read sent requests with a bad config"
+    assert read.returncode != 0
+    assert not read.records and not read.states
+    config_errors = [e for e in read.errors if e.get("failure_type") == "config_error"]
+    assert config_errors, read.errors
+    assert any(bad.field in (e.get("message") or "") for e in config_errors), [e.get("message") for e in config_errors]
+    for error in read.errors:
+        assert "Traceback" not in (error.get("message") or "")
+    assert_no_secret_in(read)
+
+
+def assert_no_secret_in(result: cli.SyncResult) -> None:
+    for where, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        for name, value in secret_forms().items():
+            assert value not in text, f"the {name} appears on {where}"
+
+
+# ----------------------------------------------------------------------------- secrets
+def secret_forms(email: str = EMAIL, token: str = TOKEN) -> Dict[str, str]:
+    basic = base64.b64encode(f"{email}:{token}".encode()).decode()
+    return {
+        "token": token,
+        "Authorization header value": basic,
+        "Authorization header value without padding": basic.rstrip("="),
+        "token in base64": base64.b64encode(token.encode()).decode().rstrip("="),
+    }
+
+
+@dataclass
+class FailingRun:
+    id: str
+    command: str
+    arm: Callable[[SandboxServer, Any], None] = lambda server, workspace: None
+    change: Callable[[Dict[str, Any]], None] = lambda conf: None
+    server_token: str = TOKEN  # what the sandbox accepts
+    extra_args: Tuple[str, ...] = ()
+
+
+def _fault(kind: str, where: Callable[[Any], str], times: Optional[int] = None, **options: Any):
+    return lambda server, workspace: server.add_fault(kind, where(workspace), times, **options)
+
+
+def _path_of_the_repository_with_most_deployments(workspace, resource: str) -> str:
+    repo = max(workspace.repositories, key=lambda r: len(r.deployments))
+    return f"{quote(repo.uuid, safe='')}/{resource}"
+
+
+FAILING_RUNS = [
+    FailingRun("401_check", "check", server_token="another-token"),
+    FailingRun("401_read", "read", server_token="another-token"),
+    FailingRun("403_on_members_and_one_repository_read", "read",
+               arm=lambda s, w: (s.add_fault("403", "/members", None),
+                                 s.add_fault("403", _path_of_the_repository_with_most_deployments(w, "deployments"), None))),
+    FailingRun("500_until_the_budget_is_spent_read", "read", arm=_fault("500", lambda w: "/pullrequests"),
+               change=lambda conf: conf.update(max_waiting_time=0.03)),
+    FailingRun("500_check", "check", arm=_fault("500", lambda w: "/repositories/")),
+    FailingRun("foreign_next_link_read", "read", arm=_fault("foreign_next", lambda w: "/pullrequests", 1)),
+]
+DEBUG_RUN = FailingRun("401_read_with_debug_logging", "read", server_token="another-token", extra_args=("--debug",))
+
+
+@dataclass
+class Played:
+    result: cli.SyncResult
+    requests: List[Any]
+    authorized: int  # requests that carried an Authorization header value
+
+
+def play_failing(run: FailingRun) -> Played:
+    workspace = small_workspace()
+    with SandboxServer(workspace, email=EMAIL, api_token=run.server_token) as server:
+        seen: List[str] = []
+        answer = server.answer_api
+
+        def spy(method, path, query, body, headers):
+            seen.append(headers.get("Authorization") or "")
+            return answer(method, path, query, body, headers)
+
+        server.answer_api = spy
+        conf = good_config(server, workspace)
+        run.change(conf)
+        run.arm(server, workspace)
+        catalog = cli.catalog() if run.command == "read" else None
+        result = run_cli(run.command, conf, catalog, extra_args=run.extra_args)
+        return Played(result, server.requests, sum(1 for h in seen if h))
+
+
+@pytest.fixture(scope="module")
+def failing_runs(request) -> Dict[str, Future]:
+    wanted = selected(request, "run")
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    futures = {r.id: pool.submit(play_failing, r) for r in FAILING_RUNS + [DEBUG_RUN] if r.id in wanted}
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _assert_no_secret(played: Played, run: FailingRun) -> None:
+    result = played.result
+    if run.command == "check":
+        assert connection_status(result)["status"] == "FAILED"
+    else:
+        assert result.returncode != 0 and result.errors, "the run was expected to fail"
+    assert played.authorized > 0, "no request carried the credentials: the search proves nothing"
+    assert_no_secret_in(result)
+    # the same, message by message (records, states, logs, traces), decoded
+    for message in result.logs + result.traces + result.states + [r for rs in result.records.values() for r in rs]:
+        dumped = json.dumps(message)
+        for name, value in secret_forms().items():
+            assert value not in dumped, f"the {name} appears in {dumped[:200]}"
+
+
+@pytest.mark.parametrize("run", FAILING_RUNS, ids=[r.id for r in FAILING_RUNS])
+def test_the_api_token_never_appears_in_the_output_of_a_failing_run(run: FailingRun, failing_runs) -> None:
+    played = failing_runs[run.id].result(timeout=280)
+    _assert_no_secret(played, run)
+    if run.id.startswith("500_until"):
+        assert any("before retry" in log["message"] for log in played.result.logs), "the budget was not spent retrying"
+
+
+@pytest.mark.parametrize("run", [pytest.param(DEBUG_RUN, id=DEBUG_RUN.id, marks=pytest.mark.xfail(strict=True, reason=(
+    "BUG: with --debug the CDK logs every outbound request with its headers; the connector does not "
+    "register the Basic Authorization value (base64 of email:api_token) as a secret, so it is printed "
+    "in clear ('Making outbound API request' DEBUG messages)")))])
+def test_the_api_token_never_appears_even_with_debug_logging(run: FailingRun, failing_runs) -> None:
+    played = failing_runs[run.id].result(timeout=280)
+    _assert_no_secret(played, run)
+
+
+# ----------------------------------------------------------------------------- unexpected payloads
+def connector_key(stream: str, record: Mapping[str, Any]) -> Tuple:
+    return {
+        "repositories": lambda r: (r["uuid"],),
+        "pull_requests": lambda r: (r["repository_uuid"], r["id"]),
+        "commits": lambda r: (r["repository_uuid"], r["hash"]),
+        "deployments": lambda r: (r["uuid"],),
+        "workspace_users": lambda r: (r["user_uuid"],),
+    }[stream](record)
+
+
+def truth_keys(workspace) -> Dict[str, Set[Tuple]]:
+    with workspace.lock:
+        out: Dict[str, Set[Tuple]] = {s: set() for s in cli.STREAMS}
+        for repo in workspace.repositories:
+            out["repositories"].add((repo.uuid,))
+            out["pull_requests"] |= {(repo.uuid, pr.id) for pr in repo.pull_requests}
+            _, order = repo.graph.listing(repo.graph.heads(), ())
+            out["commits"] |= {(repo.uuid, repo.graph.commits[i].hash) for i in order}
+            out["deployments"] |= {(d.uuid,) for d in repo.deployments}
+        out["workspace_users"] = {(m.account.uuid,) for m in workspace.members}
+        return out
+
+
+def keys(result: cli.SyncResult, stream: str) -> List[Tuple]:
+    return [connector_key(stream, r) for r in result.records.get(stream, [])]
+
+
+def tamper(server: SandboxServer, applies: Callable[[str, Dict[str, str]], bool], edit: Callable[[dict], None],
+           times: int = 1) -> Dict[str, int]:
+    """Edit the JSON body of the next ``times`` successful answers to requests for which
+    ``applies(path, query)`` holds (a test-local stand-in for a sandbox fault kind)."""
+    handle = server.api.handle
+    done = {"count": 0}
+
+    def tampered(req):
+        resp = handle(req)
+        query = dict(req.pairs)
+        if done["count"] < times and resp.status == 200 and applies(req.path, query):
+            body = json.loads(resp.body)
+            edit(body)
+            resp.body = json.dumps(body).encode()
+            done["count"] += 1
+        return resp
+
+    server.api.handle = tampered
+    return done
+
+
+def _busiest(workspace):
+    return max(workspace.repositories, key=lambda r: len(r.pull_requests))
+
+
+def _single_page(workspace):
+    """A repository whose pull requests fit on one page."""
+    return max((r for r in workspace.repositories if 0 < len(r.pull_requests) <= 50), key=lambda r: len(r.pull_requests))
+
+
+def _pr_page(workspace, page: Optional[str], repo=None) -> Callable[[str, Dict[str, str]], bool]:
+    target = repo or _busiest(workspace)
+    return lambda path, query: path.endswith(f"/{quote(target.uuid, safe='')}/pullrequests") and query.get("page") == page
+
+
+@pytest.mark.parametrize("edits", [
+    pytest.param({
+        "busiest": lambda body: body["values"].extend([None, 42, "x", [], True]),  # items that are not objects
+        "single_page": lambda body: body.pop("values"),  # a whole page without values
+        "other": lambda body: body.update(values={"id": 1}),  # values that is not a list
+    }, id="items_not_objects_and_pages_without_a_values_list"),
+    pytest.param({"busiest": lambda body: body.pop("values")}, id="a_first_page_without_values_but_with_a_next_link",
+                 marks=pytest.mark.xfail(strict=True, reason=(
+                     "BUG: a page without 'values' is logged and skipped, but the following pages are read and the "
+                     "repository's cursor advances past the skipped page's records (the listing is sorted by "
+                     "updated_on), so neither this sync nor the next one emits them: they are lost for good"))),
+])
+def test_unexpected_pages_do_not_crash_the_sync_and_the_next_sync_loses_nothing(edits) -> None:
+    """The first pull request page of some repositories is altered once; the sync goes on, and the
+    next sync (with its state) emits whatever the altered pages hid."""
+    workspace = paged_workspace()
+    busiest = _busiest(workspace)
+    small = sorted((r for r in workspace.repositories if r is not busiest and r.pull_requests), key=lambda r: len(r.pull_requests))
+    assert len(busiest.pull_requests) > 50 and len(small) >= 2
+    targets = {"busiest": busiest, "single_page": small[-1], "other": small[0]}
+    truth = truth_keys(workspace)
+    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN) as server:
+        conf = good_config(server, workspace)
+        done = [tamper(server, _pr_page(workspace, None, targets[role]), edit) for role, edit in edits.items()]
+        first = cli.run("read", conf, cli.catalog(), timeout=120)
+        assert all(d["count"] == 1 for d in done), "a page was never altered: the test proves nothing"
+        assert first.returncode == 0, first.errors
+        assert "Traceback" not in first.stderr + first.stdout
+        for stream in cli.STREAMS:
+            got = keys(first, stream)
+            assert len(got) == len(set(got)) and set(got) <= truth[stream], stream
+            if stream != "pull_requests":
+                assert set(got) == truth[stream], stream
+        hidden = {role for role, edit in edits.items() if role != "busiest"}
+        warnings = [log["message"] for log in first.logs if log.get("level") in ("WARN", "WARNING")]
+        assert len([w for w in warnings if "values" in w]) >= len(hidden), warnings
+        second = cli.run("read", conf, cli.catalog(), state=first.final_state(), timeout=120)
+        assert second.returncode == 0, second.errors
+    union = set(keys(first, "pull_requests")) | set(keys(second, "pull_requests"))
+    assert union == truth["pull_requests"], sorted(truth["pull_requests"] - union)[:5]
