@@ -309,11 +309,7 @@ def _repo_of(stream: str, key: Tuple, repo, workspace) -> bool:
 
 
 def _retry_params():
-    bug = ("BUG: when max_waiting_time is spent, the backoff strategy still logs 'waiting X s before retry N "
-           "(...); resuming at HH:MM:SS UTC' for a retry that never happens: the CDK gives up right after the "
-           "log (the wait is computed, and logged, before the time budget is checked)")
-    return [pytest.param(s, id=s.id, marks=[pytest.mark.xfail(reason=bug, strict=True)] if s.outcome == "fail" else [])
-            for s in SCENARIOS if s.target is not None]
+    return [pytest.param(s, id=s.id) for s in SCENARIOS if s.target is not None]
 
 
 @pytest.mark.parametrize("scenario", _retry_params())

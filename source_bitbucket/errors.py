@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import random
+import time
+import weakref
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping, Optional, Union
@@ -65,6 +67,13 @@ def _decoded(response: requests.Response) -> Any:
             body = _NOT_JSON
         setattr(response, _BODY, body)
     return getattr(response, _BODY)
+
+
+def _is_page(body: Any) -> bool:
+    """A list page: a JSON object with a ``values`` list (the only field Bitbucket guarantees).
+    Anything else on a 200 (truncated JSON, an HTML page, a page without ``values``) is retried:
+    skipping it would let the cursor move past records never read."""
+    return isinstance(body, Mapping) and isinstance(body.get("values"), list)
 
 
 def error_detail(response: requests.Response) -> str:
@@ -133,11 +142,11 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
     ) -> ErrorResolution:
         if isinstance(response_or_exception, requests.Response):
             status = response_or_exception.status_code
-            if response_or_exception.ok and _decoded(response_or_exception) is _NOT_JSON:
+            if response_or_exception.ok and not _is_page(_decoded(response_or_exception)):
                 return ErrorResolution(
                     ResponseAction.RETRY,
                     FailureType.transient_error,
-                    f"Bitbucket sent a {self._stream_name} page that is not valid JSON (HTTP {status}).",
+                    f"Bitbucket sent a {self._stream_name} page that is not JSON with a 'values' list (HTTP {status}).",
                 )
             if status in self._skip_statuses:
                 return ErrorResolution(ResponseAction.IGNORE, FailureType.config_error, None)
@@ -183,10 +192,18 @@ class BitbucketBackoffStrategy(BackoffStrategy):
     RATE_LIMIT_BASE, RATE_LIMIT_CAP = 5.0, 300.0
     ERROR_BASE, ERROR_CAP = 1.0, 60.0
 
-    def __init__(self, logger: logging.Logger, stream_name: str, rate_limit_gate: Optional[RateLimitGate] = None) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        stream_name: str,
+        rate_limit_gate: Optional[RateLimitGate] = None,
+        max_waiting_seconds: Optional[float] = None,
+    ) -> None:
         self._logger = logger
         self._stream_name = stream_name
         self._gate = rate_limit_gate
+        self._budget = max_waiting_seconds
+        self._first_failure: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
 
     def backoff_time(
         self, response_or_exception: Optional[Union[requests.Response, requests.RequestException]], attempt_count: int
@@ -194,12 +211,31 @@ class BitbucketBackoffStrategy(BackoffStrategy):
         wait, cause = self._wait_and_cause(response_or_exception, max(1, attempt_count))
         if self._gate is not None and isinstance(response_or_exception, requests.Response) and response_or_exception.status_code == 429:
             self._gate.close_for(wait)
+        if self._budget_spent(response_or_exception):
+            self._logger.warning(
+                f"{self._stream_name}: giving up after {attempt_count} attempt(s) ({cause}): the max_waiting_time "
+                f"budget of {self._budget / 60:g} minutes is spent."
+            )
+            return wait
         resume = datetime.now(timezone.utc) + timedelta(seconds=wait + 1)
         self._logger.info(
             f"{self._stream_name}: waiting {wait:.1f} s before retry {attempt_count} ({cause}); "
             f"resuming at {resume:%H:%M:%S} UTC."
         )
         return wait
+
+    def _budget_spent(self, response_or_exception: Any) -> bool:
+        """Whether the CDK will give up instead of retrying: its ``max_time`` counts from the first
+        attempt of the same request (the CDK reuses the request object across retries)."""
+        request = getattr(response_or_exception, "request", None)
+        if self._budget is None or request is None:
+            return False
+        now = time.monotonic()
+        try:
+            first = self._first_failure.setdefault(request, now)
+        except TypeError:  # not weak-referenceable
+            return False
+        return now - first >= self._budget
 
     def _wait_and_cause(self, response_or_exception: Any, attempt: int) -> tuple:
         if not isinstance(response_or_exception, requests.Response):
@@ -213,6 +249,8 @@ class BitbucketBackoffStrategy(BackoffStrategy):
             if reset is not None:
                 return max(reset, self.MIN_WAIT_SECONDS), "HTTP 429 rate limit, X-RateLimit-Reset"
             return _jittered(self.RATE_LIMIT_BASE, self.RATE_LIMIT_CAP, attempt), "HTTP 429 rate limit"
+        if response_or_exception.ok:
+            return _jittered(self.ERROR_BASE, self.ERROR_CAP, attempt), f"HTTP {status} but not a JSON page with 'values'"
         return _jittered(self.ERROR_BASE, self.ERROR_CAP, attempt), f"HTTP {status}"
 
 

@@ -1,12 +1,34 @@
 """Console entry point ``source-bitbucket`` (spec | check | discover | read)."""
 
+from __future__ import annotations
+
 import sys
+from typing import Any, List, Mapping
 
-from airbyte_cdk.entrypoint import launch
+from airbyte_cdk.entrypoint import AirbyteEntrypoint
+from airbyte_cdk.models import ConnectorSpecification
+from airbyte_cdk.logger import PRINT_BUFFER
 
+from source_bitbucket.config import BitbucketConfig
 from source_bitbucket.source import SourceBitbucket
 
 
-def run() -> None:
-    """Run the connector with the command-line arguments (Airbyte protocol on stdout)."""
-    launch(SourceBitbucket(), sys.argv[1:])
+class BitbucketEntrypoint(AirbyteEntrypoint):
+    """The CDK's entrypoint, validating the config with ``BitbucketConfig`` first, so that a bad
+    value fails ``check`` with a message naming the field (the CDK's spec validation says
+    "'X' is not one of [...]" without naming it)."""
+
+    @staticmethod
+    def validate_connection(source_spec: ConnectorSpecification, config: Mapping[str, Any]) -> None:
+        BitbucketConfig.from_mapping(config)
+        AirbyteEntrypoint.validate_connection(source_spec, config)
+
+
+def run(args: List[str] | None = None) -> None:
+    """Run the connector with the command-line arguments (Airbyte protocol on stdout), as
+    ``airbyte_cdk.entrypoint.launch`` does."""
+    entrypoint = BitbucketEntrypoint(SourceBitbucket())
+    parsed_args = entrypoint.parse_args(sys.argv[1:] if args is None else args)
+    with PRINT_BUFFER:
+        for message in entrypoint.run(parsed_args):
+            print(f"{message}\n", end="")

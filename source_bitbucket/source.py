@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from datetime import datetime, timezone
 from typing import Any, List, Mapping, Optional, Tuple
@@ -12,6 +13,7 @@ from airbyte_cdk.models import AirbyteConnectionStatus, Status
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.sources.streams.http.requests_native_auth import BasicHttpAuthenticator
+from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_bitbucket.concurrency import RateLimitGate
@@ -65,6 +67,8 @@ class SourceBitbucket(AbstractSource):
         filter or replay the children's listing.
         """
         parsed = BitbucketConfig.from_mapping(config)
+        # The Authorization header carries base64(email:api_token): mask it too (e.g. in --debug request logs).
+        add_to_secrets(base64.b64encode(f"{parsed.email}:{parsed.api_token}".encode()).decode())
         common = {
             "config": parsed,
             "sync_started_at": datetime.now(timezone.utc),

@@ -32,6 +32,10 @@ def _path_of(url: str) -> str:
     return urlparse(url).path
 
 
+def _pagination_error(message: str) -> AirbyteTracedException:
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.system_error)
+
+
 def page_body(response: requests.Response) -> Mapping[str, Any]:
     """The decoded JSON object of a list page ({} when the body is not a JSON object)."""
     body = json_body(response)
@@ -90,7 +94,12 @@ class BitbucketStream(HttpStream, ABC):
         )
 
     def get_backoff_strategy(self) -> BackoffStrategy:
-        return BitbucketBackoffStrategy(logger=self.logger, stream_name=self.name, rate_limit_gate=self.rate_limit_gate)
+        return BitbucketBackoffStrategy(
+            logger=self.logger,
+            stream_name=self.name,
+            rate_limit_gate=self.rate_limit_gate,
+            max_waiting_seconds=self.config.max_waiting_seconds,
+        )
 
     def request_kwargs(self, **kwargs: Any) -> Mapping[str, Any]:
         """Called before each page request: holds it while a rate-limit wait is shared by all readers."""
@@ -143,17 +152,14 @@ class BitbucketStream(HttpStream, ABC):
         if not next_url:
             return None
         if urlparse(str(next_url)).netloc != urlparse(self.url_base).netloc:
-            raise AirbyteTracedException(
-                message=f"{self.name}: Bitbucket's next-page link points to {urlparse(str(next_url)).netloc or 'no host'}, "
-                f"not to the configured API host {urlparse(self.url_base).netloc}; refusing to send credentials there.",
-                failure_type=FailureType.system_error,
+            raise _pagination_error(
+                f"Bitbucket's next-page link points to {urlparse(str(next_url)).netloc or 'no host'}, "
+                f"not to the configured API host {urlparse(self.url_base).netloc}; refusing to send credentials there."
             )
         followed = self._pages_followed()
         if next_url in followed or next_url == response.request.url:
-            raise AirbyteTracedException(
-                message=f"{self.name}: Bitbucket's next-page link repeats a page already read ({_path_of(next_url)}); "
-                "stopping instead of looping.",
-                failure_type=FailureType.system_error,
+            raise _pagination_error(
+                f"Bitbucket's next-page link repeats a page already read ({_path_of(next_url)}); stopping instead of looping."
             )
         followed.add(next_url)
         return {"next": next_url}
@@ -179,6 +185,7 @@ class BitbucketStream(HttpStream, ABC):
             repository = (stream_slice or {}).get("repository")
             where = f"repository {repository['full_name']}" if repository else f"workspace {self.config.workspace}"
             error.message = f"{self.name} ({where}): {error.message}"
+            error.internal_message = error.internal_message or error.message
             raise
 
     def parse_response(
@@ -189,10 +196,7 @@ class BitbucketStream(HttpStream, ABC):
         stream_slice: Optional[Mapping[str, Any]] = None,
         next_page_token: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[Mapping[str, Any]]:
-        values = page_body(response).get("values")
-        if not isinstance(values, list):
-            self.logger.warning(f"{self.name}: a page from {_path_of(response.url)} has no 'values' list; nothing read from it.")
-            return
+        values = page_body(response).get("values") or []  # the error handler retries pages without a list
         dropped = 0
         for item in values:
             if not isinstance(item, dict):
