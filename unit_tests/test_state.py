@@ -337,7 +337,7 @@ CHAIN = [("c4", ["c3"]), ("c3", ["c2"]), ("c2", ["c1"]), ("c1", [])]  # newest f
 
 
 def frontier_tips(commits, previous=()):
-    frontier = CommitFrontier(previous)
+    frontier = CommitFrontier(previous, limit=100)
     for commit_hash, parents in commits:
         frontier.add(commit_hash, parents)
     return frontier.tips
@@ -376,10 +376,26 @@ def test_no_new_commits_keeps_previous_tips():
     assert previous == ["t2", "t1"]
 
 
-def test_excluded_is_sorted_and_capped():
-    frontier = CommitFrontier(["e", "a", "d"])
+@pytest.mark.parametrize("limit,expected", [(3, ["a", "b", "c"]), (10, ["a", "b", "c", "d", "e"]), (0, [])])
+def test_the_snapshot_is_sorted_and_capped(limit, expected):
+    frontier = CommitFrontier(["e", "a", "d"], limit=limit)
     frontier.add("c", [])
     frontier.add("b", [])
-    assert frontier.excluded(3) == ["a", "b", "c"]
-    assert frontier.excluded(10) == ["a", "b", "c", "d", "e"]
-    assert frontier.excluded(0) == []
+    assert frontier.excluded == sorted(["e", "a", "d"])[:limit]  # published only by snapshot()
+    assert frontier.snapshot() == expected and frontier.excluded == expected
+
+
+def test_a_published_snapshot_is_never_changed_afterwards():
+    frontier = CommitFrontier([], limit=10)
+    frontier.add("a", [])
+    published = frontier.snapshot()
+    frontier.add("b", ["a"])
+    frontier.snapshot()
+    assert published == ["a"] and frontier.excluded == ["b"]
+
+
+def test_release_forgets_parents_but_keeps_the_tips():
+    frontier = CommitFrontier([], limit=10)
+    frontier.add("b", ["a"])
+    frontier.release()
+    assert frontier.tips == {"b"} and frontier.snapshot() == ["b"]

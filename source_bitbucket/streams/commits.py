@@ -61,7 +61,7 @@ class Commits(RepositoryScopedStream):
         stream_state: Optional[Mapping[str, Any]],
     ) -> Iterable[Mapping[str, Any]]:
         uuid = stream_slice["repository"]["uuid"]
-        self._frontiers[uuid] = CommitFrontier(stream_slice["exclude"])
+        self._frontiers[uuid] = CommitFrontier(stream_slice["exclude"], MAX_EXCLUDED_TIPS)
         yield from super().read_slice(sync_mode, cursor_field, stream_slice, stream_state)
         if uuid in self._stale_exclude:
             self._stale_exclude.discard(uuid)
@@ -69,15 +69,21 @@ class Commits(RepositoryScopedStream):
                 f"commits: Bitbucket no longer knows a commit read earlier from {stream_slice['repository']['full_name']}; "
                 "reading the repository's commits again in full."
             )
-            self._frontiers[uuid] = CommitFrontier([])
+            self._frontiers[uuid] = CommitFrontier([], MAX_EXCLUDED_TIPS)
             rescan = {**stream_slice, "exclude": [], "since": format_datetime(self.config.start_date)}
             yield from super().read_slice(sync_mode, cursor_field, rescan, stream_state)
+        self._frontiers[uuid].release()
 
     def parse_response(self, response: requests.Response, *, stream_state, stream_slice=None, next_page_token=None):
-        if response.status_code == 404 and stream_slice and stream_slice["exclude"]:
-            self._stale_exclude.add(stream_slice["repository"]["uuid"])
+        """Read a whole page into the frontier before emitting it, so that the state written after
+        any of its commits already holds the tips up to the end of the page."""
+        uuid = stream_slice["repository"]["uuid"]
+        if response.status_code == 404 and stream_slice["exclude"]:
+            self._stale_exclude.add(uuid)
             return
-        yield from super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice)
+        records = list(super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice))
+        self._frontiers[uuid].snapshot()
+        yield from records
 
     def transform(self, record: MutableMapping[str, Any], stream_slice: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
         self._frontiers[stream_slice["repository"]["uuid"]].add(
@@ -93,5 +99,5 @@ class Commits(RepositoryScopedStream):
         """Advance the repository's ``date`` and replace its ``exclude`` with the current tips."""
         state = super().get_updated_state(current_stream_state, latest_record)
         uuid = latest_record["repository_uuid"]
-        state[uuid] = {**state[uuid], "exclude": self._frontiers[uuid].excluded(MAX_EXCLUDED_TIPS)}
+        state[uuid] = {**state[uuid], "exclude": self._frontiers[uuid].excluded}
         return state

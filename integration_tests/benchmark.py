@@ -1,0 +1,564 @@
+"""Benchmark the connector against the sandbox: ``python -m integration_tests.benchmark``.
+
+Runs, against one generated sandbox workspace:
+
+1. a full sync (every stream in ``full_refresh``) of ``python main.py read``;
+2. an incremental sync with nothing changed (the project's catalog, with the state of a previous
+   incremental sync, which is run first and reported too);
+3. a plain sequential ``requests`` loop that fetches the same pages (same endpoints and first-page
+   parameters, maximum ``pagelen``, following ``next``) and writes the same records as JSON lines;
+
+and prints one markdown table: requests per endpoint and against the minimum possible, records,
+records/s, wall and CPU time, peak RSS, and connector / plain-loop ratios. ``--memory-check`` instead
+runs a ~20k-record and a ~200k-record full sync and compares their peak RSS; ``--profile`` adds a
+cProfile of the full sync; ``--json`` prints the results as JSON (the table then goes to stderr).
+
+Every measured program is a separate process, and so is the sandbox: its request handling is CPU
+heavy (it renders every page in Python), and in the benchmark's own process it would share the GIL
+(and skew the timing) with whatever the benchmark does. Each run writes stdout to a file on disk (the
+sink); records are counted from it afterwards, outside the timing. Wall time is from spawning the
+process to its exit, interpreter start-up included (reported separately as "start-up"); peak RSS
+and CPU time come from ``os.wait4`` of that process; server CPU is read from ``/proc``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from integration_tests import connector_cli as cli
+
+ENDPOINTS = ("repositories", "pullrequests", "commits", "deployments", "members")
+MAX_PAGELEN = {"repositories": 100, "pullrequests": 50, "commits": 100, "deployments": 100, "members": 100}
+REPOSITORY_SCOPED = ("pullrequests", "commits", "deployments")
+EMAIL, TOKEN = "bench@example.com", "sandbox-token-bench"
+START_DATE = "2020-01-01T00:00:00Z"
+START_CURSOR = "2020-01-01T00:00:00.000000+00:00"  # START_DATE as the connector formats it in ``q``
+PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")  # pull_request_state ALL (the default)
+MEMORY_SCALES = {  # ~20k and ~200k records, same 40 repositories, same mix
+    "~20k records": dict(repositories=40, pull_requests=3200, commits=16000, deployments=800, members=50),
+    "~200k records": dict(repositories=40, pull_requests=32000, commits=160000, deployments=8000, members=50),
+}
+
+
+def full_catalog() -> Dict[str, Any]:
+    """Every stream in full_refresh mode."""
+    return cli.catalog({s: "full_refresh" for s in cli.STREAMS})
+
+
+def log(message: str) -> None:
+    """Progress, on stderr."""
+    print(f"[benchmark {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- the sandbox, in its own process
+class Sandbox:
+    """``python -m integration_tests.benchmark --_serve``: a SandboxServer in a child process.
+
+    ``info`` holds the API URL and the item counts (per repository) the minimum request counts are
+    computed from. The child exits when its stdin closes, so it never outlives the benchmark.
+    """
+
+    def __init__(self, scale: Mapping[str, int], seed: int, latency_ms: int, timeout: float = 600):
+        spec = json.dumps({**scale, "seed": seed, "latency_ms": latency_ms})
+        self.proc = subprocess.Popen([sys.executable, "-m", "integration_tests.benchmark", "--_serve", spec],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cli.PROJECT_ROOT, text=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.proc.kill()
+            raise RuntimeError("the sandbox process did not start serving")
+        self.info = json.loads(line)
+
+    def _control(self, method: str) -> Mapping[str, Any]:
+        request = urllib.request.Request(self.info["origin"] + "/_sandbox/requests", method=method)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response)
+
+    def reset_requests(self) -> None:
+        self._control("DELETE")
+
+    def request_counts(self) -> Dict[str, int]:
+        counts = self._control("GET")["counts"]
+        return {e: counts.get(e, 0) for e in ENDPOINTS}
+
+    def cpu_seconds(self) -> Optional[float]:
+        """User + system CPU time of the sandbox process so far (Linux /proc), or None."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _serve(spec: Mapping[str, Any]) -> None:
+    """Child side of :class:`Sandbox`: generate, print one JSON line, serve until stdin closes."""
+    from integration_tests.sandbox import SandboxServer, generate_workspace
+
+    latency = spec.pop("latency_ms")
+    workspace = generate_workspace(**spec)
+    repos = workspace.repositories
+    per_repo = {
+        "pullrequests": [len(r.pull_requests) for r in repos],
+        "commits": [len(r.graph.listing(r.graph.heads(), ())[1]) for r in repos],
+        "deployments": [len(r.deployments) for r in repos],
+    }
+    in_progress = sum(1 for r in repos for d in r.deployments if d.completed_us is None)
+    server = SandboxServer(workspace, email=EMAIL, api_token=TOKEN, latency_ms=latency).start()
+    print(json.dumps({"api_url": server.api_url, "origin": server.origin, "workspace": workspace.slug,
+                      "repositories": len(repos), "members": len(workspace.members), "per_repo": per_repo,
+                      "in_progress_deployments": in_progress}), flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+# ---------------------------------------------------------------- measured child processes
+@dataclass
+class Measured:
+    """Exit status, wall time, CPU time and peak RSS of one child process."""
+
+    status: str
+    returncode: Optional[int]
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+
+
+def run_measured(args: Sequence[str], stdout_path: Path, stderr_path: Path, timeout: float) -> Measured:
+    """Run ``args`` with stdout/stderr to files; reap it with ``os.wait4`` for its own rusage."""
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(args), stdout=out, stderr=err, cwd=cli.PROJECT_ROOT)
+        done: Dict[str, Any] = {}
+
+        def reap() -> None:
+            _, wait_status, usage = os.wait4(proc.pid, 0)
+            done.update(end=time.perf_counter(), wait_status=wait_status, usage=usage)
+
+        reaper = threading.Thread(target=reap, daemon=True)
+        reaper.start()
+        try:
+            reaper.join(timeout)
+        except KeyboardInterrupt:
+            os.kill(proc.pid, signal.SIGKILL)
+            raise
+        timed_out = reaper.is_alive()
+        if timed_out:
+            os.kill(proc.pid, signal.SIGKILL)
+            reaper.join()
+    returncode = os.waitstatus_to_exitcode(done["wait_status"])
+    proc.returncode = returncode  # reaped here, not by Popen
+    usage = done["usage"]
+    status = f"timeout ({timeout:.0f} s)" if timed_out else "ok" if returncode == 0 else f"exit {returncode}"
+    return Measured(status, returncode, done["end"] - start, usage.ru_utime + usage.ru_stime,
+                    usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+
+
+@dataclass
+class Run:
+    """One row of the table."""
+
+    name: str
+    kind: str  # full | incremental (nothing changed) | plain; "full" work may be done in incremental mode
+    status: str = "ok"
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    server_cpu_s: Optional[float] = None
+    peak_rss_mb: float = 0.0
+    records: int = 0
+    records_by_stream: Dict[str, int] = field(default_factory=dict)
+    requests: Dict[str, int] = field(default_factory=dict)
+    minimum: Dict[str, int] = field(default_factory=dict)
+    expected_records: Optional[int] = None
+
+    @property
+    def records_per_s(self) -> float:
+        return self.records / self.wall_s if self.wall_s else 0.0
+
+    def ratio(self, endpoint: Optional[str] = None) -> Optional[float]:
+        """Requests / minimum for one endpoint, or over all of them."""
+        keys = [endpoint] if endpoint else list(ENDPOINTS)
+        minimum = sum(self.minimum.get(k, 0) for k in keys)
+        return sum(self.requests.get(k, 0) for k in keys) / minimum if minimum else None
+
+
+def minimum_requests(info: Mapping[str, Any], kind: str) -> Dict[str, int]:
+    """The fewest requests that can do a run's work with each endpoint's maximum pagelen.
+
+    A listing of n items needs ceil(n / pagelen) pages, and at least one request (an empty listing
+    is only known empty once asked). Full sync and plain loop: every listing once, the repository
+    listing included once. Nothing-changed incremental sync: the repository and member listings,
+    plus one request per repository for each repository-scoped stream.
+    """
+
+    def pages(n: int, endpoint: str) -> int:
+        return max(1, math.ceil(n / MAX_PAGELEN[endpoint]))
+
+    out = {"repositories": pages(info["repositories"], "repositories"), "members": pages(info["members"], "members")}
+    for endpoint in REPOSITORY_SCOPED:
+        counts = info["per_repo"][endpoint]
+        out[endpoint] = len(counts) if kind == "incremental" else sum(pages(n, endpoint) for n in counts)
+    return out
+
+
+def expected_records(info: Mapping[str, Any]) -> int:
+    per_repo = info["per_repo"]
+    return info["repositories"] + info["members"] + sum(sum(per_repo[e]) for e in REPOSITORY_SCOPED)
+
+
+def count_output(path: Path) -> Dict[str, Any]:
+    """Records per stream, the last STATE per stream and the error messages in a connector's stdout."""
+    try:
+        import orjson
+
+        loads = orjson.loads
+    except ImportError:  # pragma: no cover - orjson comes with the CDK
+        loads = json.loads
+    records: Dict[str, int] = {s: 0 for s in cli.STREAMS}
+    states: Dict[str, Any] = {}
+    errors: List[str] = []
+    with open(path, "rb") as lines:
+        for line in lines:
+            try:
+                message = loads(line)
+            except ValueError:
+                continue
+            kind = message.get("type")
+            if kind == "RECORD":
+                stream = message["record"]["stream"]
+                records[stream] = records.get(stream, 0) + 1
+            elif kind == "STATE":
+                states[message["state"]["stream"]["stream_descriptor"]["name"]] = message["state"]
+            elif kind == "TRACE" and message["trace"].get("type") == "ERROR":
+                errors.append(message["trace"]["error"].get("message", ""))
+    return {"records": records, "state": list(states.values()), "errors": errors}
+
+
+class Bench:
+    """The runs against one sandbox; files go to ``tmp``."""
+
+    def __init__(self, sandbox: Sandbox, tmp: Path, num_workers: Optional[int], timeout: float):
+        self.sandbox, self.tmp, self.timeout = sandbox, tmp, timeout
+        info = sandbox.info
+        self.config: Dict[str, Any] = {"workspace": info["workspace"], "email": EMAIL, "api_token": TOKEN,
+                                       "api_url": info["api_url"], "start_date": START_DATE}
+        if num_workers is not None:
+            self.config["num_workers"] = num_workers
+        self.config_path = self._write("config.json", self.config)
+
+    def _write(self, name: str, content: Any) -> Path:
+        path = self.tmp / name
+        path.write_text(json.dumps(content))
+        return path
+
+    def _measure(self, run: Run, args: Sequence[str], tag: str) -> Path:
+        self.sandbox.reset_requests()
+        cpu_before = self.sandbox.cpu_seconds()
+        out = self.tmp / f"{tag}.out"
+        measured = run_measured(args, out, self.tmp / f"{tag}.err", self.timeout)
+        cpu_after = self.sandbox.cpu_seconds()
+        run.status, run.wall_s, run.cpu_s, run.peak_rss_mb = (measured.status, measured.wall_s, measured.cpu_s,
+                                                              measured.peak_rss_mb)
+        run.server_cpu_s = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+        run.requests = self.sandbox.request_counts()
+        if measured.status != "ok":
+            tail = (self.tmp / f"{tag}.err").read_text(errors="replace").strip().splitlines()[-3:]
+            log(f"{run.name}: {measured.status}; stderr ends with: {' | '.join(tail)}")
+        return out
+
+    def startup(self) -> float:
+        """Wall time of ``main.py spec``: interpreter + CDK import + start-up, no request."""
+        measured = run_measured([sys.executable, str(cli.PROJECT_ROOT / "main.py"), "spec"], self.tmp / "spec.out",
+                                self.tmp / "spec.err", self.timeout)
+        return measured.wall_s
+
+    def connector(self, name: str, kind: str, catalog: Mapping[str, Any], state=None, expect: Optional[int] = None,
+                  profile: Optional[Path] = None):
+        """``python main.py read`` (optionally under cProfile); returns the row and the final state."""
+        tag = name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+        args = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else [])
+        args += [str(cli.PROJECT_ROOT / "main.py"), "read", "--config", str(self.config_path),
+                 "--catalog", str(self._write(f"{tag}.catalog.json", catalog))]
+        if state is not None:
+            args += ["--state", str(self._write(f"{tag}.state.json", state))]
+        log(f"{name}: running python main.py read ...")
+        run = Run(name, kind, expected_records=expect)
+        out = self._measure(run, args, tag)
+        parsed = count_output(out)
+        run.records_by_stream, run.records = parsed["records"], sum(parsed["records"].values())
+        if parsed["errors"] and run.status == "ok":
+            run.status = "errors"
+        for error in parsed["errors"][:3]:
+            log(f"{name}: ERROR {error}")
+        run.minimum = minimum_requests(self.sandbox.info, "incremental" if state is not None else "full")
+        self._check(run)
+        log(f"{name}: {run.status}, {run.records} records in {run.wall_s:.1f} s")
+        return run, parsed["state"]
+
+    def plain(self) -> Run:
+        """The sequential requests loop, in its own process."""
+        log("plain loop: running ...")
+        run = Run("plain requests loop", "plain", expected_records=expected_records(self.sandbox.info))
+        out = self.tmp / "plain.jsonl"
+        args = [sys.executable, "-m", "integration_tests.benchmark", "--_plain", str(self.config_path), str(out)]
+        summary = self._measure(run, args, "plain_summary")
+        if run.status == "ok":
+            run.records_by_stream = json.loads(summary.read_text())
+            run.records = sum(run.records_by_stream.values())
+        run.minimum = minimum_requests(self.sandbox.info, "full")
+        self._check(run)
+        log(f"plain loop: {run.status}, {run.records} records in {run.wall_s:.1f} s")
+        return run
+
+    @staticmethod
+    def _check(run: Run) -> None:
+        """Flag (without failing) a record count other than the workspace's."""
+        if run.status == "ok" and run.expected_records is not None and run.records != run.expected_records:
+            run.status = f"ok, {run.records - run.expected_records:+,d} records vs expected"
+
+
+def plain_loop(config_path: str, out_path: str) -> None:
+    """Child side of ``Bench.plain``: fetch every page the connector fetches, write JSON lines."""
+    from urllib.parse import quote
+
+    import requests
+
+    config = json.loads(Path(config_path).read_text())
+    session = requests.Session()
+    session.auth = (config["email"], config["api_token"])
+    base, workspace = config["api_url"], quote(config["workspace"], safe="")
+
+    def values(url: str, params: Mapping[str, Any]):
+        while url:
+            response = session.get(url, params=params, timeout=120)
+            response.raise_for_status()
+            body = response.json()
+            yield from body.get("values", [])
+            url, params = body.get("next"), None
+
+    counts = {s: 0 for s in cli.STREAMS}
+    with open(out_path, "w") as out:
+        repositories = list(values(f"{base}/repositories/{workspace}", {"pagelen": 100}))
+        for record in repositories:
+            out.write(json.dumps(record) + "\n")
+        counts["repositories"] = len(repositories)
+        scoped = (("pull_requests", "pullrequests", {"pagelen": 50, "state": list(PR_STATES),
+                                                     "q": f"updated_on>{START_CURSOR}", "sort": "updated_on"}),
+                  ("commits", "commits", {"pagelen": 100}), ("deployments", "deployments", {"pagelen": 100}))
+        for stream, resource, params in scoped:
+            for repository in repositories:
+                url = f"{base}/repositories/{workspace}/{quote(repository['uuid'], safe='')}/{resource}"
+                for record in values(url, params):
+                    record["repository_uuid"] = repository["uuid"]
+                    record["repository_full_name"] = repository["full_name"]
+                    out.write(json.dumps(record) + "\n")
+                    counts[stream] += 1
+        for record in values(f"{base}/workspaces/{workspace}/members", {"pagelen": 100}):
+            out.write(json.dumps(record) + "\n")
+            counts["workspace_users"] += 1
+    print(json.dumps(counts))
+
+
+# ---------------------------------------------------------------- scenarios
+def benchmark(args: argparse.Namespace, scale: Mapping[str, int], tmp: Path) -> Dict[str, Any]:
+    """Plain loop, full sync, incremental syncs (first, then nothing changed), optional profile."""
+    log(f"generating the sandbox {dict(scale)} (latency {args.latency_ms} ms) in a child process ...")
+    with Sandbox(scale, args.seed, args.latency_ms, args.timeout) as sandbox:
+        bench = Bench(sandbox, tmp, args.num_workers, args.timeout)
+        expect = expected_records(sandbox.info)
+        startup = bench.startup()
+        log(f"connector start-up (main.py spec): {startup:.2f} s; {expect} records in the workspace")
+        plain = bench.plain()
+        full, _ = bench.connector("full sync", "full", full_catalog(), expect=expect)
+        incremental_catalog = cli.catalog()
+        first, state = bench.connector("incremental, no state", "full", incremental_catalog, expect=expect)
+        unchanged_expect = sandbox.info["members"] + sandbox.info["in_progress_deployments"]
+        again, _ = bench.connector("incremental, nothing changed", "incremental", incremental_catalog, state=state,
+                                   expect=unchanged_expect)
+        result = {"scale": dict(scale), "seed": args.seed, "latency_ms": args.latency_ms,
+                  "num_workers": args.num_workers, "startup_s": startup, "runs": [full, first, again, plain]}
+        if args.profile:
+            profile_path = tmp / "full_sync.prof"
+            bench.connector("full sync (cProfile)", "full", full_catalog(), profile=profile_path)
+            result["profile"] = hot_spots(profile_path, args.profile_top)
+    return result
+
+
+def memory_check(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
+    """A ~20k-record and a ~200k-record full sync; their peak RSS and its ratio (target: within 20%)."""
+    runs = []
+    for label, scale in MEMORY_SCALES.items():
+        log(f"memory check {label}: generating the sandbox {scale} ...")
+        with Sandbox(scale, args.seed, args.latency_ms, args.timeout) as sandbox:
+            folder = tmp / label.strip("~ ").replace(" ", "_")
+            folder.mkdir()
+            bench = Bench(sandbox, folder, args.num_workers, args.timeout)
+            run, _ = bench.connector(f"full sync, {label}", "full", full_catalog(),
+                                     expect=expected_records(sandbox.info))
+            runs.append(run)
+    ratio = runs[1].peak_rss_mb / runs[0].peak_rss_mb if runs[0].peak_rss_mb else None
+    return {"latency_ms": args.latency_ms, "num_workers": args.num_workers, "runs": runs, "rss_ratio": ratio,
+            "within_20_percent": ratio is not None and ratio <= 1.2}
+
+
+def hot_spots(profile_path: Path, top: int) -> Dict[str, List[Dict[str, Any]]]:
+    """The ``top`` functions of source_bitbucket / airbyte_cdk by cumulative time, and the ``top``
+    functions of any module (pendulum, json, the standard library...) by own time."""
+    import pstats
+
+    stats = pstats.Stats(str(profile_path)).stats  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
+    rows = [{"function": f"{_short(path)}:{line}({name})", "cumulative_s": cum, "own_s": own, "calls": calls,
+             "project": "source_bitbucket" in path or "airbyte_cdk" in path}
+            for (path, line, name), (_, calls, own, cum, _) in stats.items()]
+    return {"cumulative": sorted((r for r in rows if r["project"]), key=lambda r: -r["cumulative_s"])[:top],
+            "own": sorted(rows, key=lambda r: -r["own_s"])[:top]}
+
+
+def _short(path: str) -> str:
+    for marker in ("source_bitbucket", "airbyte_cdk", "site-packages/", "lib/python3"):
+        if marker in path:
+            return (marker + path.split(marker, 1)[1]).replace("site-packages/", "").replace("lib/python3", "python3")
+    return path
+
+
+# ---------------------------------------------------------------- output
+def _num(value: Optional[float], digits: int = 2) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def render_table(result: Mapping[str, Any]) -> str:
+    """The markdown table of one benchmark (plus a header line and a legend)."""
+    runs: List[Run] = result["runs"]
+    plain = next((r for r in runs if r.kind == "plain"), None)
+    header = ["run", "status", *ENDPOINTS, "req/min", "records", "records/s", "wall s", "CPU s", "server CPU s",
+              "peak RSS MB", "wall vs plain", "records/s vs plain"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        cells = [run.name, run.status]
+        cells += [f"{run.requests.get(e, 0)} (×{_num(run.ratio(e))})" for e in ENDPOINTS]
+        cells += [_num(run.ratio()), f"{run.records:,}", f"{run.records_per_s:,.0f}", _num(run.wall_s),
+                  _num(run.cpu_s), _num(run.server_cpu_s), f"{run.peak_rss_mb:.0f}"]
+        comparable = plain is not None and plain.wall_s and run.kind in ("full", "plain")  # the same work
+        cells += [_num(run.wall_s / plain.wall_s) if comparable else "—",
+                  _num(run.records_per_s / plain.records_per_s) if comparable and plain.records_per_s else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    scale = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result["scale"].items())
+    workers = result["num_workers"] or "connector default"
+    title = (f"Scale: {scale}; latency {result['latency_ms']} ms; num_workers {workers}; {os.cpu_count()} CPUs, "
+             f"Python {platform.python_version()}.")
+    legend = ("Endpoint cells: requests (× the minimum possible). req/min: all requests / minimum. Wall time is "
+              f"spawn to exit, including interpreter start-up ({result['startup_s']:.2f} s for `main.py spec`). "
+              "CPU s and peak RSS are the measured process's; server CPU s is the sandbox's during the run.")
+    text = "\n".join([title, "", *lines, "", legend])
+    for key, title in (("cumulative", "source_bitbucket / airbyte_cdk functions by cumulative time"),
+                       ("own", "functions by own time")):
+        if result.get("profile"):
+            text += f"\n\nTop {title} (full sync under cProfile, main thread only):\n\n"
+            text += "| cumulative s | own s | calls | function |\n|---|---|---|---|\n"
+            text += "\n".join(f"| {p['cumulative_s']:.2f} | {p['own_s']:.2f} | {p['calls']:,} | `{p['function']}` |"
+                              for p in result["profile"][key])
+    return text
+
+
+def render_memory(result: Mapping[str, Any]) -> str:
+    """The markdown table of the memory check."""
+    lines = ["| run | status | records | wall s | peak RSS MB |", "|---|---|---|---|---|"]
+    lines += [f"| {r.name} | {r.status} | {r.records:,} | {r.wall_s:.2f} | {r.peak_rss_mb:.1f} |"
+              for r in result["runs"]]
+    verdict = "within" if result["within_20_percent"] else "NOT within"
+    lines += ["", f"Peak RSS ratio (~200k / ~20k records): {_num(result['rss_ratio'])} ({verdict} the 20% target); "
+                  f"latency {result['latency_ms']} ms, num_workers {result['num_workers'] or 'connector default'}."]
+    return "\n".join(lines)
+
+
+def to_json(result: Mapping[str, Any]) -> Dict[str, Any]:
+    out = dict(result)
+    out["runs"] = [{**asdict(r), "records_per_s": r.records_per_s, "requests_over_minimum": r.ratio(),
+                    "requests_over_minimum_by_endpoint": {e: r.ratio(e) for e in ENDPOINTS}} for r in result["runs"]]
+    return out
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m integration_tests.benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("--repositories", type=int, default=40)
+    parser.add_argument("--pull-requests", type=int, default=20000)
+    parser.add_argument("--commits", type=int, default=100000)
+    parser.add_argument("--deployments", type=int, default=5000)
+    parser.add_argument("--members", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--latency-ms", type=int, default=0, help="sleep the sandbox adds to every API request")
+    parser.add_argument("--num-workers", type=int, default=None, help='passed to the connector as "num_workers"')
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed to each measured process")
+    parser.add_argument("--memory-check", action="store_true",
+                        help="instead: a ~20k- and a ~200k-record full sync, and their peak RSS ratio")
+    parser.add_argument("--profile", action="store_true", help="also run the full sync under cProfile")
+    parser.add_argument("--profile-top", type=int, default=10)
+    parser.add_argument("--json", action="store_true", help="print JSON on stdout (the table goes to stderr)")
+    parser.add_argument("--keep", action="store_true", help="keep the output files (their folder is logged)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the benchmark; exit 0 when every measured process succeeded (record counts other than
+    expected are flagged in the table, not failed), else 1."""
+    args = parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="bitbucket-bench-"))
+    try:
+        if args.memory_check:
+            result = memory_check(args, tmp)
+            text = render_memory(result)
+        else:
+            scale = {"repositories": args.repositories, "pull_requests": args.pull_requests, "commits": args.commits,
+                     "deployments": args.deployments, "members": args.members}
+            result = benchmark(args, scale, tmp)
+            text = render_table(result)
+    finally:
+        if args.keep:
+            log(f"output files kept in {tmp}")
+        else:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(text, file=sys.stderr)
+        print(json.dumps(to_json(result), indent=1))
+    else:
+        print(text)
+    return 0 if all(r.status.startswith("ok") for r in result["runs"]) else 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--_serve"]:
+        _serve(json.loads(sys.argv[2]))
+    elif sys.argv[1:2] == ["--_plain"]:
+        plain_loop(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(main())

@@ -1,0 +1,66 @@
+"""The benchmark script works (not how fast): a tiny run prints the table with numeric ratios."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from integration_tests import benchmark
+from integration_tests.connector_cli import PROJECT_ROOT
+
+TINY = ["--repositories", "3", "--pull-requests", "12", "--commits", "24", "--deployments", "6", "--members", "4",
+        "--latency-ms", "0", "--timeout", "60"]
+
+
+def table_rows(stdout: str):
+    """The markdown table's header and data rows, as lists of cells."""
+    lines = [line for line in stdout.splitlines() if line.startswith("| run |") or line.startswith("| ")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("| run |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != len(header):
+            break
+        rows.append(dict(zip(header, cells)))
+    return header, rows
+
+
+def test_tiny_run_prints_the_table():
+    completed = subprocess.run([sys.executable, "-m", "integration_tests.benchmark", *TINY], capture_output=True,
+                               text=True, timeout=120, cwd=PROJECT_ROOT)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    header, rows = table_rows(completed.stdout)
+    wanted = {"req/min", "records", "records/s", "wall s", "peak RSS MB", "wall vs plain", *benchmark.ENDPOINTS}
+    assert wanted <= set(header)
+    assert [r["run"] for r in rows] == ["full sync", "incremental, no state", "incremental, nothing changed",
+                                        "plain requests loop"]
+    for row in rows:
+        assert row["status"].startswith("ok"), row
+        assert float(row["req/min"]) >= 1.0, row
+        for endpoint in benchmark.ENDPOINTS:  # "3 (×1.00)": requests, then requests / minimum
+            requests, ratio = row[endpoint].split(" (×")
+            assert int(requests) >= 1 and float(ratio.rstrip(")")) > 0, row
+        assert float(row["peak RSS MB"]) > 0 and float(row["wall s"]) > 0
+    full = rows[0]
+    assert int(full["records"].replace(",", "")) == 3 + 12 + 24 + 6 + 4
+    assert float(full["wall vs plain"]) > 0 and float(full["records/s vs plain"]) > 0
+    assert "[benchmark" in completed.stderr  # progress goes to stderr, not into the table
+
+
+def test_minimum_requests():
+    info = {"repositories": 3, "members": 101, "per_repo": {"pullrequests": [0, 50, 51], "commits": [0, 100, 250],
+                                                            "deployments": [0, 1, 100]}}
+    assert benchmark.minimum_requests(info, "full") == {"repositories": 1, "members": 2, "pullrequests": 1 + 1 + 2,
+                                                        "commits": 1 + 1 + 3, "deployments": 1 + 1 + 1}
+    assert benchmark.minimum_requests(info, "incremental") == {"repositories": 1, "members": 2, "pullrequests": 3,
+                                                               "commits": 3, "deployments": 3}
+
+
+def test_json_output_is_machine_readable():
+    run = benchmark.Run("full sync", "full", wall_s=2.0, records=10, requests={e: 2 for e in benchmark.ENDPOINTS},
+                        minimum={e: 1 for e in benchmark.ENDPOINTS})
+    out = json.loads(json.dumps(benchmark.to_json({"runs": [run]})))
+    assert out["runs"][0]["requests_over_minimum"] == 2.0
+    assert out["runs"][0]["records_per_s"] == 5.0
