@@ -16,7 +16,6 @@ from source_bitbucket.errors import REQUIRED_SCOPES, error_detail
 from source_bitbucket.state import format_datetime
 from source_bitbucket.streams.base import BitbucketStream
 
-
 PROGRESS_EVERY_RECORDS = 5000
 
 
@@ -34,6 +33,8 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
       the first time starts at ``start_date``.
     * A 403 or 404 skips the repository for this stream with one warning (no access, feature off,
       deleted mid-sync); the sync goes on.
+    * With ``num_workers`` > 1, ``read_slice`` runs on prefetch threads (see
+      ``source_bitbucket.concurrency``) while ``read_records`` emits the slices in order.
     """
 
     resource: str = ""
@@ -54,7 +55,7 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
             if not record.get("full_name"):
                 self.logger.warning(f"{self.name}: repository {record['uuid']} has no full_name in the listing; skipped.")
                 continue
-            repository = {"uuid": record["uuid"], "full_name": record["full_name"], "slug": record.get("slug") or record["full_name"].split("/", 1)[-1]}
+            repository = repository_ref(record["uuid"], record["full_name"], record.get("slug"))
             since = self.cursors.lower_bound(stream_state or {}, repository) if incremental else self.config.start_date
             slices.append({"repository": repository, "since": format_datetime(since), **self.slice_extras(repository, incremental)})
         self._progress = {"total": len(slices), "done": 0, "records": 0}
@@ -152,7 +153,11 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         )
 
 
+def repository_ref(uuid: str, full_name: str, slug: Optional[str] = None) -> Mapping[str, str]:
+    """The ``{uuid, full_name, slug}`` that names a repository in slices and state lookups."""
+    return {"uuid": uuid, "full_name": full_name, "slug": slug or full_name.split("/", 1)[-1]}
+
+
 def repository_of(record: Mapping[str, Any]) -> Mapping[str, str]:
-    """The ``{uuid, full_name, slug}`` of the repository a decorated record came from."""
-    full_name = record["repository_full_name"]
-    return {"uuid": record["repository_uuid"], "full_name": full_name, "slug": full_name.split("/", 1)[-1]}
+    """The repository a decorated record came from."""
+    return repository_ref(record["repository_uuid"], record["repository_full_name"])
