@@ -26,6 +26,7 @@ from urllib.parse import quote
 import pytest
 
 from integration_tests import connector_cli as cli
+from integration_tests.ground_truth import connector_key, keys, truth_keys
 from integration_tests.sandbox import SandboxServer, generate_workspace
 
 EMAIL = "dev@example.com"
@@ -284,31 +285,10 @@ def test_the_api_token_never_appears_even_with_debug_logging(run: FailingRun, fa
 
 
 # ----------------------------------------------------------------------------- unexpected payloads
-def connector_key(stream: str, record: Mapping[str, Any]) -> Tuple:
-    return {
-        "repositories": lambda r: (r["uuid"],),
-        "pull_requests": lambda r: (r["repository_uuid"], r["id"]),
-        "commits": lambda r: (r["repository_uuid"], r["hash"]),
-        "deployments": lambda r: (r["uuid"],),
-        "workspace_users": lambda r: (r["user_uuid"],),
-    }[stream](record)
 
 
-def truth_keys(workspace) -> Dict[str, Set[Tuple]]:
-    with workspace.lock:
-        out: Dict[str, Set[Tuple]] = {s: set() for s in cli.STREAMS}
-        for repo in workspace.repositories:
-            out["repositories"].add((repo.uuid,))
-            out["pull_requests"] |= {(repo.uuid, pr.id) for pr in repo.pull_requests}
-            _, order = repo.graph.listing(repo.graph.heads(), ())
-            out["commits"] |= {(repo.uuid, repo.graph.commits[i].hash) for i in order}
-            out["deployments"] |= {(d.uuid,) for d in repo.deployments}
-        out["workspace_users"] = {(m.account.uuid,) for m in workspace.members}
-        return out
 
 
-def keys(result: cli.SyncResult, stream: str) -> List[Tuple]:
-    return [connector_key(stream, r) for r in result.records.get(stream, [])]
 
 
 def tamper(server: SandboxServer, applies: Callable[[str, Dict[str, str]], bool], edit: Callable[[dict], None],

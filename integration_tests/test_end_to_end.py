@@ -7,20 +7,10 @@ from typing import Any, Dict, Mapping, Tuple
 import pytest
 
 from integration_tests import connector_cli as cli
+from integration_tests.ground_truth import connector_key
 from integration_tests.sandbox import SandboxServer, generate_workspace
 
 EMAIL, TOKEN = "dev@example.com", "sandbox-token-e2e-5d1f"
-
-
-def connector_key(stream: str, record: Mapping[str, Any]) -> Tuple:
-    """A record's primary key as the connector declares it."""
-    return {
-        "repositories": lambda r: (r["uuid"],),
-        "pull_requests": lambda r: (r["repository_uuid"], r["id"]),
-        "commits": lambda r: (r["repository_uuid"], r["hash"]),
-        "deployments": lambda r: (r["uuid"],),
-        "workspace_users": lambda r: (r["user_uuid"],),
-    }[stream](record)
 
 
 def truth_key(stream: str, record: Mapping[str, Any]) -> Tuple:

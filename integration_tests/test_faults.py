@@ -30,6 +30,7 @@ from urllib.parse import quote
 import pytest
 
 from integration_tests import connector_cli as cli
+from integration_tests.ground_truth import connector_key, keys, truth_keys
 from integration_tests.sandbox import SandboxServer, generate_workspace
 
 EMAIL, TOKEN = "dev@example.com", "sandbox-token-faults-3c9e"
@@ -45,32 +46,10 @@ def new_workspace():
     return generate_workspace(seed=2, repositories=4, pull_requests=120, commits=260, deployments=12, members=4, now=NOW)
 
 
-def connector_key(stream: str, record: Mapping[str, Any]) -> Tuple:
-    return {
-        "repositories": lambda r: (r["uuid"],),
-        "pull_requests": lambda r: (r["repository_uuid"], r["id"]),
-        "commits": lambda r: (r["repository_uuid"], r["hash"]),
-        "deployments": lambda r: (r["uuid"],),
-        "workspace_users": lambda r: (r["user_uuid"],),
-    }[stream](record)
 
 
-def truth_keys(workspace) -> Dict[str, Set[Tuple]]:
-    """Every stream's primary keys, computed from the sandbox's raw API objects."""
-    with workspace.lock:
-        out: Dict[str, Set[Tuple]] = {s: set() for s in cli.STREAMS}
-        for repo in workspace.repositories:
-            out["repositories"].add((repo.uuid,))
-            out["pull_requests"] |= {(repo.uuid, pr.id) for pr in repo.pull_requests}
-            _, order = repo.graph.listing(repo.graph.heads(), ())
-            out["commits"] |= {(repo.uuid, repo.graph.commits[i].hash) for i in order}
-            out["deployments"] |= {(d.uuid,) for d in repo.deployments}
-        out["workspace_users"] = {(m.account.uuid,) for m in workspace.members}
-        return out
 
 
-def keys(result: cli.SyncResult, stream: str) -> List[Tuple]:
-    return [connector_key(stream, r) for r in result.records.get(stream, [])]
 
 
 def wait_logs(result: cli.SyncResult) -> List[Dict[str, Any]]:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 import pytest
 
 from integration_tests import connector_cli as cli
+from integration_tests.ground_truth import connector_key
 from integration_tests.sandbox import SandboxServer, generate_workspace
 from integration_tests.sandbox.util import parse_iso
 
@@ -47,14 +48,6 @@ def config(server: SandboxServer, workspace) -> Dict[str, Any]:
             "start_date": START_DATE, "max_waiting_time": 0.5}
 
 
-def connector_key(stream: str, record: Mapping[str, Any]) -> Tuple:
-    return {
-        "repositories": lambda r: (r["uuid"],),
-        "pull_requests": lambda r: (r["repository_uuid"], r["id"]),
-        "commits": lambda r: (r["repository_uuid"], r["hash"]),
-        "deployments": lambda r: (r["uuid"],),
-        "workspace_users": lambda r: (r["user_uuid"],),
-    }[stream](record)
 
 
 def keys(result: cli.SyncResult, stream: str) -> Set[Tuple]:
