@@ -49,15 +49,16 @@ class SlicePrefetcher:
     """Reads ``slices`` with ``read_slice`` on ``workers`` daemon threads, ahead of the consumer.
 
     Args:
-        read_slice: reads one slice and yields its records (runs on a worker thread).
+        read_slice: reads one slice and yields its items, e.g. pages of records (runs on a worker thread).
         slices: every slice of the stream, in the order the consumer will ask for them.
         workers: threads reading at once.
         window: slices started but not yet consumed (bounds memory with ``buffer_records``).
-        buffer_records: records buffered per slice before its worker waits for the consumer.
-        chunk_records: records handed over at once (one queue operation per chunk, not per record).
+        buffer_items: items (pages of records) buffered per slice before its worker waits for the consumer.
 
-    ``records(i)`` must be called for i = 0, 1, 2... in order; it yields slice i's records in
-    the order ``read_slice`` produced them and re-raises the exception that ended the slice.
+    ``items(i)`` must be called for i = 0, 1, 2... in order; it yields slice i's items in the
+    order ``read_slice`` produced them and re-raises the exception that ended the slice. Items
+    are handed over whole (a page of records is one queue operation), so memory is bounded by
+    ``window`` x ``buffer_items`` items plus one item being read per worker.
     """
 
     def __init__(
@@ -66,13 +67,11 @@ class SlicePrefetcher:
         slices: List[Mapping[str, Any]],
         workers: int,
         window: Optional[int] = None,
-        buffer_records: int = 500,
-        chunk_records: int = 100,
+        buffer_items: int = 6,
     ) -> None:
         self._read_slice = read_slice
         self._slices = slices
-        self._chunk = chunk_records
-        self._buffers = [queue.Queue(maxsize=max(1, buffer_records // chunk_records)) for _ in slices]
+        self._buffers = [queue.Queue(maxsize=buffer_items) for _ in slices]
         self._window = threading.Semaphore(window or 2 * workers)
         self._next = 0
         self._lock = threading.Lock()
@@ -82,8 +81,8 @@ class SlicePrefetcher:
         for thread in self._threads:
             thread.start()
 
-    def records(self, index: int) -> Iterator[Any]:
-        """Yield the records of slice ``index`` as they arrive."""
+    def items(self, index: int) -> Iterator[Any]:
+        """Yield the items of slice ``index`` as they arrive."""
         buffer = self._buffers[index]
         try:
             while True:
@@ -92,7 +91,7 @@ class SlicePrefetcher:
                     return
                 if isinstance(item, _Failure):
                     raise item.error
-                yield from item
+                yield item
         except GeneratorExit:  # the consumer stopped early (e.g. a record limit): free this slice only
             self._abandoned.add(index)
             raise
@@ -116,19 +115,14 @@ class SlicePrefetcher:
             if index >= len(self._slices):
                 self._window.release()
                 return
-            chunk: List[Any] = []
             try:
-                for record in self._read_slice(self._slices[index]):
-                    chunk.append(record)
-                    if len(chunk) >= self._chunk:
-                        if not self._put(index, chunk):
-                            break
-                        chunk = []
+                for item in self._read_slice(self._slices[index]):
+                    if not self._put(index, item):
+                        break
                 end: Any = _END
             except BaseException as error:  # handed to the consumer, re-raised on its thread
                 end = _Failure(error)
-            if not chunk or self._put(index, chunk):
-                self._put(index, end)
+            self._put(index, end)
 
     def _put(self, index: int, item: Any) -> bool:
         """Hand ``item`` to slice ``index``'s consumer; False once the sync or the slice was given up."""

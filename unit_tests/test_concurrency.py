@@ -14,7 +14,7 @@ from source_bitbucket.errors import BitbucketBackoffStrategy
 
 
 class Recorder:
-    """A fake slice reader: each slice yields its records slowly and records how many run at once."""
+    """A fake slice reader: each slice yields its items slowly and records how many run at once."""
 
     def __init__(self, delay: float = 0.02, fail_on: str = "") -> None:
         self.delay, self.fail_on = delay, fail_on
@@ -48,7 +48,7 @@ def test_records_come_out_per_slice_in_order_while_slices_are_read_concurrently(
     reader = Recorder()
     prefetcher = SlicePrefetcher(reader, slices(8), workers=4)
     started = time.monotonic()
-    out = [list(prefetcher.records(i)) for i in range(8)]
+    out = [list(prefetcher.items(i)) for i in range(8)]
     elapsed = time.monotonic() - started
 
     assert out == [[f"s{i}-{n}" for n in range(5)] for i in range(8)]
@@ -58,19 +58,19 @@ def test_records_come_out_per_slice_in_order_while_slices_are_read_concurrently(
 
 def test_buffers_are_bounded_so_workers_wait_for_the_consumer():
     reader = Recorder(delay=0)
-    prefetcher = SlicePrefetcher(reader, slices(4, n=100), workers=2, window=2, buffer_records=10, chunk_records=5)
+    prefetcher = SlicePrefetcher(reader, slices(4, n=100), workers=2, window=2, buffer_items=10)
     time.sleep(0.3)
-    assert reader.produced <= 2 * (10 + 5 + 1)  # two slices in the window: a full buffer, a chunk being filled
-    assert [len(list(prefetcher.records(i))) for i in range(4)] == [100] * 4
+    assert reader.produced <= 2 * (10 + 1)  # two slices in the window, each a full buffer and one item in hand
+    assert [len(list(prefetcher.items(i))) for i in range(4)] == [100] * 4
 
 
 def test_an_error_in_a_slice_is_raised_when_that_slice_is_consumed():
     prefetcher = SlicePrefetcher(Recorder(fail_on="s1"), slices(3), workers=2)
 
-    assert list(prefetcher.records(0)) == [f"s0-{n}" for n in range(5)]
+    assert list(prefetcher.items(0)) == [f"s0-{n}" for n in range(5)]
     consumed = []
     with pytest.raises(RuntimeError, match="boom in s1"):
-        for record in prefetcher.records(1):
+        for record in prefetcher.items(1):
             consumed.append(record)
     assert consumed == ["s1-0", "s1-1"]
 
@@ -102,8 +102,8 @@ def test_a_429_wait_closes_the_shared_gate_and_a_5xx_does_not():
 
 
 def test_a_slice_left_early_frees_its_worker_and_the_next_slices_still_come():
-    prefetcher = SlicePrefetcher(Recorder(delay=0), slices(6, n=50), workers=1, buffer_records=4, chunk_records=2)
-    first = prefetcher.records(0)
+    prefetcher = SlicePrefetcher(Recorder(delay=0), slices(6, n=50), workers=1, buffer_items=4)
+    first = prefetcher.items(0)
     assert next(first) == "s0-0"
     first.close()  # as the CDK does when a record limit is reached
-    assert [len(list(prefetcher.records(i))) for i in range(1, 6)] == [50] * 5
+    assert [len(list(prefetcher.items(i))) for i in range(1, 6)] == [50] * 5

@@ -81,9 +81,9 @@ class Commits(RepositoryScopedStream):
         if response.status_code == 404 and stream_slice["exclude"]:
             self._stale_exclude.add(uuid)
             return
-        records = list(super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice))
+        pages = list(super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice))
         self._frontiers[uuid].snapshot()
-        yield from records
+        yield from pages
 
     def transform(self, record: MutableMapping[str, Any], stream_slice: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
         self._frontiers[stream_slice["repository"]["uuid"]].add(

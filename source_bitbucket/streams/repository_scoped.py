@@ -79,15 +79,16 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         progress = self._progress
         full_name = stream_slice["repository"]["full_name"]
         if self._prefetcher is not None:
-            records = self._prefetcher.records(self._slice_index[stream_slice["repository"]["uuid"]])
+            pages = self._prefetcher.items(self._slice_index[stream_slice["repository"]["uuid"]])
         else:
-            records = self.read_slice(sync_mode, cursor_field, stream_slice, stream_state)
+            pages = self.read_slice(sync_mode, cursor_field, stream_slice, stream_state)
         count = 0
-        for record in records:
-            count += 1
-            if count % PROGRESS_EVERY_RECORDS == 0:
-                self.logger.info(f"{self.name}: {full_name}: {count} records so far")
-            yield record
+        for page in pages:
+            for record in page:
+                count += 1
+                if count % PROGRESS_EVERY_RECORDS == 0:
+                    self.logger.info(f"{self.name}: {full_name}: {count} records so far")
+                yield record
         progress["done"] += 1
         progress["records"] += count
         self.logger.info(
@@ -102,7 +103,8 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         stream_slice: Mapping[str, Any],
         stream_state: Optional[Mapping[str, Any]],
     ) -> Iterable[StreamData]:
-        """Read one repository over HTTP (on a prefetch worker thread when ``num_workers`` > 1)."""
+        """Read one repository over HTTP, yielding one list of records per page (on a prefetch worker
+        thread when ``num_workers`` > 1)."""
         yield from BitbucketStream.read_records(self, sync_mode, cursor_field, stream_slice, stream_state)
 
     def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
@@ -120,11 +122,14 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         stream_state: Mapping[str, Any],
         stream_slice: Optional[Mapping[str, Any]] = None,
         next_page_token: Optional[Mapping[str, Any]] = None,
-    ) -> Iterable[Mapping[str, Any]]:
+    ) -> Iterable[List[Mapping[str, Any]]]:
+        """One list per page (not one record at a time): ``read_records`` emits the records."""
         if response.status_code in self.skip_statuses:
             self.on_repository_skipped(response, stream_slice or {})
             return
-        yield from super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice)
+        page = list(super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice))
+        if page:
+            yield page  # whole pages travel from the reader thread to the CDK's loop
 
     def on_repository_skipped(self, response: requests.Response, stream_slice: Mapping[str, Any]) -> None:
         """Log the one warning for a repository skipped after a 403 or 404."""
