@@ -369,3 +369,15 @@ def test_pull_requests_checkpoint_inside_a_big_repository(config):
     ]
     assert len(output.records) == 1200
     assert any("1/1 repositories read (acme/repo-1: 1200 records" in m.log.message for m in output.logs)
+
+
+@responses.activate
+def test_a_renamed_repository_keeps_its_cursor(config):
+    renamed = {**repository(1), "full_name": f"{WORKSPACE}/new-name", "slug": "new-name"}
+    responses.get(LISTING, json=page([renamed]))
+    responses.get(repository_url(renamed, "pullrequests"), json=page([]))
+    state = {renamed["uuid"]: {"updated_on": "2024-03-01T00:00:00.000000+00:00"}}  # written when it was repo-1
+
+    run_read(config, ["pull_requests"], SyncMode.incremental, state={"pull_requests": state})
+
+    assert query(calls_to(repository_url(renamed, "pullrequests"))[0])["q"] == ["updated_on>2024-03-01T00:00:00.000000+00:00"]
