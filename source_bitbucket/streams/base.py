@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from abc import ABC
+from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, Iterable, List, Mapping, MutableMapping, Optional
@@ -50,8 +50,8 @@ class BitbucketStream(HttpStream, ABC):
     """Base of all streams: ``{api_url}/...``, HTTP basic auth, ``next``-link pagination.
 
     Subclasses set ``name``, ``primary_key``, ``cursor_field``, ``page_size`` (the endpoint's
-    maximum ``pagelen``) and ``path``; they may override ``request_params`` for the first page
-    and ``transform`` to decorate each record.
+    maximum ``pagelen``) and ``first_page_path``; they may override ``first_page_params`` and
+    ``transform`` (decorate or drop each record).
     """
 
     page_size: int = 100
@@ -134,9 +134,9 @@ class BitbucketStream(HttpStream, ABC):
             return next_page_token["next"]
         return self.first_page_path(stream_slice or {})
 
+    @abstractmethod
     def first_page_path(self, stream_slice: Mapping[str, Any]) -> str:
         """The endpoint path relative to ``api_url``, e.g. ``repositories/acme``."""
-        raise NotImplementedError
 
     def next_page_token(self, response: requests.Response) -> Optional[Mapping[str, Any]]:
         """``{"next": <absolute url>}`` from the body, or None on the last page or an ignored error.
