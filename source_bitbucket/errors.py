@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import weakref
 from datetime import datetime, timedelta, timezone
@@ -129,13 +130,23 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         skip_statuses: statuses that skip the current repository (IGNORE) instead of failing;
             ``{403, 404}`` for repository-scoped streams, empty for workspace-level ones.
         workspace: the slug, for the 404 message of workspace-level listings.
+        credentials_rejected: set on a 401, so that the source stops the sync at once.
     """
 
-    def __init__(self, logger: logging.Logger, stream_name: str, skip_statuses=frozenset(), workspace: str = "", **kwargs: Any):
+    def __init__(
+        self,
+        logger: logging.Logger,
+        stream_name: str,
+        skip_statuses=frozenset(),
+        workspace: str = "",
+        credentials_rejected: Optional[threading.Event] = None,
+        **kwargs: Any,
+    ):
         super().__init__(logger=logger, error_mapping={**DEFAULT_ERROR_MAPPING, **_NETWORK_ERRORS}, **kwargs)
         self._stream_name = stream_name
         self._skip_statuses = frozenset(skip_statuses)
         self._workspace = workspace
+        self._credentials_rejected = credentials_rejected
 
     def interpret_response(
         self, response_or_exception: Optional[Union[requests.Response, Exception]] = None
@@ -151,6 +162,8 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
             if status in self._skip_statuses:
                 return ErrorResolution(ResponseAction.IGNORE, FailureType.config_error, None)
             if status == 401:
+                if self._credentials_rejected is not None:
+                    self._credentials_rejected.set()  # the source stops the whole sync, not just this stream
                 return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, UNAUTHORIZED_MESSAGE)
             if status == 403:
                 return ErrorResolution(

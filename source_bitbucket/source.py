@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 from datetime import datetime, timezone
 from typing import Any, List, Mapping, Optional, Tuple
 from urllib.parse import quote
@@ -32,6 +33,16 @@ class SourceBitbucket(AbstractSource):
     """
 
     check_config_against_spec = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._credentials_rejected = threading.Event()
+
+    @property
+    def stop_sync_on_stream_failure(self) -> bool:
+        """Stop the whole sync once Bitbucket rejected the credentials (HTTP 401): every other stream
+        would fail the same way. Other stream failures let the next streams sync."""
+        return self._credentials_rejected.is_set()
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """As ``AbstractSource.check``, but the failure message is shown as written (not ``repr``-quoted)."""
@@ -74,6 +85,7 @@ class SourceBitbucket(AbstractSource):
             "sync_started_at": datetime.now(timezone.utc),
             "authenticator": BasicHttpAuthenticator(username=parsed.email, password=parsed.api_token),
             "rate_limit_gate": RateLimitGate(),
+            "credentials_rejected": self._credentials_rejected,
         }
         parent = Repositories(**common)
         return [

@@ -381,3 +381,15 @@ def test_a_renamed_repository_keeps_its_cursor(config):
     run_read(config, ["pull_requests"], SyncMode.incremental, state={"pull_requests": state})
 
     assert query(calls_to(repository_url(renamed, "pullrequests"))[0])["q"] == ["updated_on>2024-03-01T00:00:00.000000+00:00"]
+
+
+@responses.activate
+def test_a_401_stops_the_whole_sync_not_just_one_stream(config):
+    responses.get(LISTING, status=401, body="Unauthorized")
+    responses.get(f"{API}/workspaces/{WORKSPACE}/members", status=401, body="Unauthorized")
+
+    output = run_read(config, ["repositories", "pull_requests", "workspace_users"], expect_failure=True)
+
+    assert len(responses.calls) == 1  # the first stream's 401; the others are not attempted
+    stream_errors = [e.trace.error for e in output.errors if e.trace.error.stream_descriptor]
+    assert [e.stream_descriptor.name for e in stream_errors] == ["repositories"]

@@ -26,7 +26,7 @@ from .server import SandboxServer
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Command-line options (defaults = the default generated workspace)."""
     parser = argparse.ArgumentParser(prog="python -m integration_tests.sandbox",
-                                     description="Local Bitbucket Cloud API sandbox (fake data, fake credentials).")
+                                     description="Local Bitbucket Cloud API sandbox (fake data, fake credentials). While it runs, GET /_sandbox/ lists the control endpoints: change data (POST /_sandbox/mutate), inject faults (POST /_sandbox/faults).")
     parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any free port)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repositories", type=int, default=10)

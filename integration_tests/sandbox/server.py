@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 from .api import Api, Request, Response, endpoint_kind, error_response, json_response
 from .data import MUTATIONS, STREAMS
 from .faults import ALTERING, FaultRule, FaultSet
+from .faults import KINDS as FAULT_KINDS
 
 UNAUTHORIZED = (
     "Authentication failed: the email address and API token did not match a Bitbucket account.\n"
@@ -33,6 +34,17 @@ BAD_GATEWAY = ("<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></hea
                "<p>The server returned an invalid or incomplete response.</p></body></html>\n")
 SCOPES = {"pullrequests": "read:pullrequest:bitbucket", "deployments": "read:pipeline:bitbucket",
           "members": "read:workspace:bitbucket"}
+
+
+CONTROL_HELP = {
+    "POST /_sandbox/mutate": {"body": {"op": "one of " + ", ".join(MUTATIONS), "args": {"repo_slug": "..."}},
+                              "example": {"op": "push_commits", "args": {"repo_slug": "api-gateway", "n": 3}}},
+    "POST /_sandbox/faults": {"body": {"kind": "one of " + ", ".join(FAULT_KINDS), "path_contains": "/commits", "times": 2}},
+    "GET|DELETE /_sandbox/faults": "list or clear the fault rules",
+    "GET|DELETE /_sandbox/requests": "the request log and counts per endpoint, or clear it",
+    "GET /_sandbox/records/{stream}": "ground truth: every current object of a stream",
+    "GET /_sandbox/info": "api_url, credentials, workspace, clock",
+}
 
 
 class SandboxServer:
@@ -218,7 +230,9 @@ class SandboxServer:
             ws = self.workspace
             return json_response(200, {"api_url": self.api_url, "email": self.email, "api_token": self.api_token,
                                        "workspace": ws.slug, "now": ws.now.isoformat(), "version": ws.version})
-        return error_response(404, "Unknown sandbox control endpoint")
+        if not parts and method == "GET":
+            return json_response(200, CONTROL_HELP)
+        return error_response(404, "Unknown sandbox control endpoint; GET /_sandbox/ lists them")
 
 
 def _fault_response(rule: FaultRule, path: str) -> Optional[Response]:

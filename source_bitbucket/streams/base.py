@@ -58,11 +58,17 @@ class BitbucketStream(HttpStream, ABC):
     skip_statuses: frozenset = frozenset()
 
     def __init__(
-        self, config: BitbucketConfig, sync_started_at: datetime, rate_limit_gate: Optional[RateLimitGate] = None, **kwargs: Any
+        self,
+        config: BitbucketConfig,
+        sync_started_at: datetime,
+        rate_limit_gate: Optional[RateLimitGate] = None,
+        credentials_rejected: Optional[threading.Event] = None,
+        **kwargs: Any,
     ) -> None:
         self.config = config
         self.sync_started_at = sync_started_at
         self.rate_limit_gate = rate_limit_gate or RateLimitGate()
+        self.credentials_rejected = credentials_rejected or threading.Event()
         super().__init__(**kwargs)
         self._local = threading.local()
         self.cursors = RepositoryCursors(self.cursor_field or "", config.start_date, sync_started_at)
@@ -89,6 +95,7 @@ class BitbucketStream(HttpStream, ABC):
             stream_name=self.name,
             skip_statuses=self.skip_statuses,
             workspace=self.config.workspace,
+            credentials_rejected=self.credentials_rejected,
             max_retries=MAX_RETRIES,
             max_time=timedelta(seconds=self.config.max_waiting_seconds),
         )
