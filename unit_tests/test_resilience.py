@@ -134,3 +134,63 @@ def test_a_next_link_that_cycles_stops_with_an_error(config):
 
     assert len(responses.calls) == 3
     assert any("repeats a page already read" in e.trace.error.message for e in output.errors)
+
+
+def deployment(uuid: str, completed_on: str) -> dict:
+    return {"uuid": uuid, "state": {"name": "COMPLETED", "completed_on": completed_on}}
+
+
+@responses.activate
+def test_a_403_or_404_on_a_later_page_reads_the_repository_again_instead_of_skipping_the_rest(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    url = repository_url(repo, "deployments")
+    page2 = f"{url}?page=2"
+    first = {"values": [deployment("{d3}", "2024-03-03T00:00:00Z")], "next": page2, "size": 3}
+    second = {"values": [deployment("{d2}", "2024-03-02T00:00:00Z"), deployment("{d1}", "2024-03-01T00:00:00Z")], "size": 3}
+    responses.get(url, json=first, match=[responses.matchers.query_param_matcher({"pagelen": "100"})])
+    responses.get(page2, status=404, body="Not Found", match=[responses.matchers.query_param_matcher({"page": "2"})])
+    responses.get(page2, json=second, match=[responses.matchers.query_param_matcher({"page": "2"})])
+
+    output = run_read(config, ["deployments"])
+
+    assert not output.errors
+    assert {r.record.data["uuid"] for r in output.records} == {"{d1}", "{d2}", "{d3}"}
+    assert any("reading it again from the first page" in m.log.message and "HTTP 404 on a later page" in m.log.message
+               for m in output.logs)
+
+
+@responses.activate
+def test_a_listing_that_shrinks_or_repeats_an_item_while_read_is_read_again(config):
+    """An item leaving the listing (or moving behind the pages read) makes the next one slide onto a
+    page already read: the second walk reads it."""
+    page2 = f"{LISTING}?page=2"
+    r1, r2, r3 = repository(1), repository(2), repository(3)
+    walks = [
+        ({"values": [r1, r2], "next": page2, "size": 3}, {"values": [], "size": 2}),  # r2 left; r3 slid onto page 1
+        ({"values": [r1, r3], "next": page2, "size": 2}, {"values": [r1], "size": 2}),  # r1 moved to the end: seen twice
+        ({"values": [r2, r3], "next": page2, "size": 3}, {"values": [r1], "size": 3}),
+    ]
+    for first, second in walks:
+        responses.get(LISTING, json=first, match=[responses.matchers.query_param_matcher({"pagelen": "100"})])
+        responses.get(page2, json=second, match=[responses.matchers.query_param_matcher({"page": "2"})])
+
+    output = run_read(config, ["repositories"])
+
+    assert not output.errors
+    assert {r.record.data["uuid"] for r in output.records} == {r1["uuid"], r2["uuid"], r3["uuid"]}
+    warnings = [m.log.message for m in output.logs if "reading it again" in m.log.message]
+    assert len(warnings) == 2 and "shrank from 3 to 2" in warnings[0] and "came twice" in warnings[1]
+
+
+@responses.activate
+def test_a_listing_that_keeps_changing_fails_cleanly_after_three_walks(config):
+    page2 = f"{LISTING}?page=2"
+    responses.get(LISTING, json={"values": [repository(1)], "next": page2, "size": 5},
+                  match=[responses.matchers.query_param_matcher({"pagelen": "100"})])
+    responses.get(page2, json={"values": [], "size": 4}, match=[responses.matchers.query_param_matcher({"page": "2"})])
+
+    output = run_read(config, ["repositories"], expect_failure=True)
+
+    assert len(responses.calls) == 6
+    assert any("repositories (workspace acme): the listing kept changing" in e.trace.error.message for e in output.errors)

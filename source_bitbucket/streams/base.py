@@ -44,6 +44,32 @@ def page_body(response: requests.Response) -> Mapping[str, Any]:
 
 # Retries are bounded by time (config ``max_waiting_time``), not by count.
 MAX_RETRIES = 1000
+MAX_WALKS = 3
+
+
+class ListingShifted(Exception):
+    """A page-numbered listing changed under the reader (see ``BitbucketStream.read_records``)."""
+
+
+class _Walk:
+    """What one walk through a listing has seen: next links, the first ``size``, the keys read."""
+
+    def __init__(self) -> None:
+        self.followed: set = set()
+        self.size: Optional[int] = None
+        self.keys: set = set()
+
+    def check_size(self, size: Any) -> None:
+        if not isinstance(size, int) or isinstance(size, bool):
+            return
+        if self.size is not None and size < self.size:
+            raise ListingShifted(f"it shrank from {self.size} to {size} items")
+        self.size = size
+
+    def check_new(self, key: tuple) -> None:
+        if key in self.keys:
+            raise ListingShifted(f"{key} came twice")
+        self.keys.add(key)
 
 
 class BitbucketStream(HttpStream, ABC):
@@ -56,6 +82,7 @@ class BitbucketStream(HttpStream, ABC):
 
     page_size: int = 100
     skip_statuses: frozenset = frozenset()
+    detect_shifts: bool = True  # page-numbered listings; the commits iterator does not shift
 
     def __init__(
         self,
@@ -172,10 +199,13 @@ class BitbucketStream(HttpStream, ABC):
         return {"next": next_url}
 
     def _pages_followed(self) -> set:
-        """The next links followed in the slice being read (per thread)."""
-        if not hasattr(self._local, "followed"):
-            self._local.followed = set()
-        return self._local.followed
+        """The next links followed in the walk being read (per thread)."""
+        return self._walk().followed
+
+    def _walk(self) -> "_Walk":
+        if not hasattr(self._local, "walk"):
+            self._local.walk = _Walk()
+        return self._local.walk
 
     def read_records(
         self,
@@ -184,13 +214,33 @@ class BitbucketStream(HttpStream, ABC):
         stream_slice: Optional[Mapping[str, Any]] = None,
         stream_state: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[StreamData]:
-        """Read one slice; a failure is re-raised with the stream and the repository it concerns."""
-        self._local.followed = set()
+        """Read one slice; a failure is re-raised with the stream and the repository it concerns.
+
+        Page-numbered listings can shift while they are read: an item that leaves the listing, or
+        moves behind the pages already read, makes the item after it slide onto a page already read
+        and be skipped. That shows as a shrinking ``size`` or an item seen twice; the slice is then
+        read again from its first page (duplicates, never losses), up to ``MAX_WALKS`` times.
+        """
+        repository = (stream_slice or {}).get("repository")
+        where = f"repository {repository['full_name']}" if repository else f"workspace {self.config.workspace}"
         try:
-            yield from super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
+            for walk in range(1, MAX_WALKS + 1):
+                self._local.walk = _Walk()
+                try:
+                    yield from super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
+                    return
+                except ListingShifted as shift:
+                    if walk == MAX_WALKS:
+                        raise AirbyteTracedException(
+                            message=f"the listing kept changing while it was read ({shift}); try again later.",
+                            internal_message=str(shift),
+                            failure_type=FailureType.transient_error,
+                        ) from None
+                    self.logger.warning(
+                        f"{self.name} ({where}): the listing changed while it was read ({shift}); "
+                        f"reading it again from the first page (walk {walk + 1} of at most {MAX_WALKS})."
+                    )
         except AirbyteTracedException as error:
-            repository = (stream_slice or {}).get("repository")
-            where = f"repository {repository['full_name']}" if repository else f"workspace {self.config.workspace}"
             error.message = f"{self.name} ({where}): {error.message}"
             error.internal_message = error.internal_message or error.message
             raise
@@ -203,7 +253,11 @@ class BitbucketStream(HttpStream, ABC):
         stream_slice: Optional[Mapping[str, Any]] = None,
         next_page_token: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[Mapping[str, Any]]:
-        values = page_body(response).get("values") or []  # the error handler retries pages without a list
+        body = page_body(response)
+        walk = self._walk()
+        if self.detect_shifts:
+            walk.check_size(body.get("size"))
+        values = body.get("values") or []  # the error handler retries pages without a list
         dropped = 0
         for item in values:
             if not isinstance(item, dict):
@@ -211,6 +265,8 @@ class BitbucketStream(HttpStream, ABC):
                 continue
             for record in self.transform(item, stream_slice or {}):
                 if all(record.get(field) is not None for field in self.key_fields):
+                    if self.detect_shifts:
+                        walk.check_new(tuple(record[field] for field in self.key_fields))
                     yield record
                 else:
                     dropped += 1

@@ -37,6 +37,7 @@ class Commits(RepositoryScopedStream):
     cursor_field = "date"
     page_size = 100
     resource = "commits"
+    detect_shifts = False  # iterator pagination over a snapshot: nothing slides between pages
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -81,5 +81,6 @@ class Repositories(BitbucketStream):
         """
         with self._listing_lock:
             if self._listing is None:
-                self._listing = [r for r in self.read_only_records() if isinstance(r, Mapping)]
+                by_uuid = {r["uuid"]: r for r in self.read_only_records() if isinstance(r, Mapping)}  # a re-read walk repeats
+                self._listing = list(by_uuid.values())
             return self._listing

@@ -14,7 +14,7 @@ from airbyte_cdk.sources.streams.http import HttpSubStream
 from source_bitbucket.concurrency import SlicePrefetcher
 from source_bitbucket.errors import REQUIRED_SCOPES, error_detail
 from source_bitbucket.state import format_datetime
-from source_bitbucket.streams.base import BitbucketStream
+from source_bitbucket.streams.base import BitbucketStream, ListingShifted
 
 PROGRESS_EVERY_RECORDS = 5000
 
@@ -125,6 +125,8 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
     ) -> Iterable[List[Mapping[str, Any]]]:
         """One list per page (not one record at a time): ``read_records`` emits the records."""
         if response.status_code in self.skip_statuses:
+            if self._pages_followed():  # a later page: the pages before were read, the rest would be lost
+                raise ListingShifted(f"HTTP {response.status_code} on a later page")
             self.on_repository_skipped(response, stream_slice or {})
             return
         page = list(super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice))
