@@ -26,6 +26,7 @@ PULL_REQUEST_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
 PULL_REQUEST_STATE_CHOICES = PULL_REQUEST_STATES + ("ALL",)
 
 _WORKSPACE_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$|^\{[0-9a-fA-F-]{36}\}$")
+_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -74,7 +75,7 @@ class BitbucketConfig:
             workspace=_workspace(config.get("workspace")),
             email=_email(config.get("email")),
             api_token=_api_token(config.get("api_token")),
-            start_date=_start_date(config.get("start_date") or DEFAULT_START_DATE, now),
+            start_date=_start_date(DEFAULT_START_DATE if config.get("start_date") in (None, "") else config["start_date"], now),
             pull_request_states=_pull_request_states(config.get("pull_request_state", "ALL")),
             api_url=_api_url(config.get("api_url") or DEFAULT_API_URL),
             max_waiting_seconds=_max_waiting_minutes(config.get("max_waiting_time", DEFAULT_MAX_WAITING_MINUTES)) * 60,
@@ -83,7 +84,9 @@ class BitbucketConfig:
 
 
 def _workspace(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if value is not None and not isinstance(value, str):
+        raise ConfigError("workspace", "must be a string: the workspace slug, e.g. 'acme' for bitbucket.org/acme.")
+    if not value or not value.strip():
         raise ConfigError("workspace", "is required: give the workspace slug, e.g. 'acme' for bitbucket.org/acme.")
     value = value.strip()
     if "/" in value or ":" in value:
@@ -106,17 +109,23 @@ def _email(value: Any) -> str:
 
 
 def _api_token(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if value is not None and not isinstance(value, str):
+        raise ConfigError("api_token", "must be a string: the API token as Atlassian shows it.")
+    if not value or not value.strip():
         raise ConfigError(
             "api_token",
             "is empty: create an API token with scopes at https://id.atlassian.com/manage-profile/security/api-tokens.",
         )
     if value != value.strip():
         raise ConfigError("api_token", "has leading or trailing whitespace; paste the token without spaces or newlines.")
+    if not value.isascii() or not value.isprintable():
+        raise ConfigError("api_token", "contains characters an Atlassian API token never has; paste it again as shown.")
     return value
 
 
 def _start_date(value: Any, now: datetime) -> datetime:
+    if not isinstance(value, str) or not _DATE_PREFIX.match(value.strip()):
+        raise ConfigError("start_date", f"'{value}' is not an ISO 8601 date-time; use e.g. 2023-01-01T00:00:00Z.")
     try:
         parsed = pendulum.parse(str(value))
     except (ValueError, TypeError, pendulum.parsing.exceptions.ParserError):
@@ -130,16 +139,15 @@ def _start_date(value: Any, now: datetime) -> datetime:
 
 
 def _pull_request_states(value: Any) -> Tuple[str, ...]:
-    choice = str(value).strip().upper()
-    if choice not in PULL_REQUEST_STATE_CHOICES:
-        raise ConfigError("pull_request_state", f"'{value}' is not one of {', '.join(PULL_REQUEST_STATE_CHOICES)}.")
-    return PULL_REQUEST_STATES if choice == "ALL" else (choice,)
+    if value not in PULL_REQUEST_STATE_CHOICES:
+        raise ConfigError("pull_request_state", f"'{value}' is not one of {', '.join(PULL_REQUEST_STATE_CHOICES)} (in capitals).")
+    return PULL_REQUEST_STATES if value == "ALL" else (value,)
 
 
 def _api_url(value: Any) -> str:
     parsed = urlparse(str(value).strip())
-    if parsed.scheme not in ("https", "http") or not parsed.hostname:
-        raise ConfigError("api_url", f"'{value}' is not a URL; leave it empty to use {DEFAULT_API_URL}.")
+    if parsed.scheme not in ("https", "http") or not parsed.hostname or parsed.query or parsed.fragment or " " in str(value).strip():
+        raise ConfigError("api_url", f"'{value}' is not an API root URL; leave it empty to use {DEFAULT_API_URL}.")
     if parsed.scheme == "http" and not _is_loopback(parsed.hostname):
         raise ConfigError(
             "api_url", "must use https (plain http is only allowed for a local sandbox on 127.0.0.1/localhost)."

@@ -31,6 +31,7 @@ from airbyte_cdk.sources.streams.http.error_handlers import (
     ResponseAction,
 )
 from airbyte_cdk.sources.streams.http.error_handlers.default_error_mapping import DEFAULT_ERROR_MAPPING
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_bitbucket.concurrency import RateLimitGate
 
@@ -222,6 +223,12 @@ class BitbucketBackoffStrategy(BackoffStrategy):
         self, response_or_exception: Optional[Union[requests.Response, requests.RequestException]], attempt_count: int
     ) -> Optional[float]:
         wait, cause = self._wait_and_cause(response_or_exception, max(1, attempt_count))
+        if self._budget is not None and wait > self._budget:
+            message = (
+                f"Bitbucket asked to wait {wait:.0f} s ({cause}), longer than max_waiting_time "
+                f"({self._budget / 60:g} minutes) allows; stopping so that the next sync resumes from the last state."
+            )
+            raise AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error)
         if self._gate is not None and isinstance(response_or_exception, requests.Response) and response_or_exception.status_code == 429:
             self._gate.close_for(wait)
         if self._budget_spent(response_or_exception):
@@ -276,11 +283,11 @@ def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> O
         return seconds
     try:
         when = parsedate_to_datetime(str(value))
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+    except (TypeError, ValueError, OverflowError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 def _seconds(value: Optional[str]) -> Optional[float]:

@@ -29,6 +29,10 @@ def run(args: List[str] | None = None) -> None:
     ``airbyte_cdk.entrypoint.launch`` does."""
     entrypoint = BitbucketEntrypoint(SourceBitbucket())
     parsed_args = entrypoint.parse_args(sys.argv[1:] if args is None else args)
-    with PRINT_BUFFER:
-        for message in entrypoint.run(parsed_args):
-            print(f"{message}\n", end="")
+    try:
+        with PRINT_BUFFER:
+            for message in entrypoint.run(parsed_args):
+                print(f"{message}\n", end="")
+    except KeyboardInterrupt:  # Ctrl-C: stop quietly; the last STATE printed is where the next sync resumes
+        sys.stderr.write("source-bitbucket: interrupted\n")
+        sys.exit(130)

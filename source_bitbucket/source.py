@@ -61,7 +61,7 @@ class SourceBitbucket(AbstractSource):
         url = f"{parsed.api_url}/repositories/{quote(parsed.workspace, safe='')}"
         try:
             response = requests.get(
-                url, params={"pagelen": 1}, auth=(parsed.email, parsed.api_token), timeout=CHECK_TIMEOUT_SECONDS
+                url, params={"pagelen": 1}, auth=_authenticator(parsed), timeout=CHECK_TIMEOUT_SECONDS
             )
         except requests.RequestException as error:
             return False, f"Could not reach {parsed.api_url}: {type(error).__name__}. Check the network and 'api_url'."
@@ -83,7 +83,7 @@ class SourceBitbucket(AbstractSource):
         common = {
             "config": parsed,
             "sync_started_at": datetime.now(timezone.utc),
-            "authenticator": BasicHttpAuthenticator(username=parsed.email, password=parsed.api_token),
+            "authenticator": _authenticator(parsed),
             "rate_limit_gate": RateLimitGate(),
             "credentials_rejected": self._credentials_rejected,
         }
@@ -95,6 +95,11 @@ class SourceBitbucket(AbstractSource):
             Deployments(parent=parent, **common),
             WorkspaceUsers(**common),
         ]
+
+
+def _authenticator(config: BitbucketConfig) -> BasicHttpAuthenticator:
+    """HTTP basic auth with the Atlassian account email and the API token (UTF-8, base64)."""
+    return BasicHttpAuthenticator(username=config.email, password=config.api_token)
 
 
 def _check_failure_message(response: requests.Response, config: BitbucketConfig) -> str:

@@ -62,7 +62,7 @@ def _as_utc(value: datetime) -> datetime:
 
 def format_datetime(value: datetime) -> str:
     """The canonical cursor form: ``2024-05-01T10:00:00.000000+00:00`` (UTC, microseconds)."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 class RepositoryCursors:
@@ -125,7 +125,8 @@ class RepositoryCursors:
         if repository is None:
             _set_cursor(state, self.cursor_field, new_value)
             return state
-        entry = dict(state.get(key) or {})
+        current_entry = state.get(key)
+        entry = dict(current_entry) if isinstance(current_entry, Mapping) else {}
         _set_cursor(entry, self.cursor_field, new_value)
         for alias in _keys(repository)[1:]:
             if isinstance(state.get(alias), Mapping):

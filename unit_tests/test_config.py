@@ -96,15 +96,40 @@ def test_default_now_is_the_real_clock():
 @pytest.mark.parametrize(
     "value,expected",
     [
-        ("merged", ("MERGED",)),
-        (" Open ", ("OPEN",)),
+        ("MERGED", ("MERGED",)),
         ("DECLINED", ("DECLINED",)),
-        ("superseded", ("SUPERSEDED",)),
-        ("all", ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")),
+        ("SUPERSEDED", ("SUPERSEDED",)),
+        ("ALL", ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")),
     ],
 )
 def test_pull_request_state(value, expected):
     assert BitbucketConfig.from_mapping(build(pull_request_state=value), now=NOW).pull_request_states == expected
+
+
+@pytest.mark.parametrize("value", ["merged", " Open ", "all", 1, None])
+def test_pull_request_state_is_exactly_one_of_the_spec_values(value):
+    """As the spec's enum: check (which also applies the spec) and read agree."""
+    with pytest.raises(ConfigError) as raised:
+        BitbucketConfig.from_mapping(build(pull_request_state=value), now=NOW)
+    assert raised.value.field == "pull_request_state"
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("start_date", False), ("start_date", "12:00"), ("start_date", 20200101), ("workspace", 123), ("api_token", 42),
+     ("api_token", "tökén€"), ("api_url", "https://api.bitbucket.org/2.0?x=1"), ("api_url", "https://api.bitbucket.org/2 .0")],
+)
+def test_wrong_types_and_shapes_name_the_field(field, value):
+    with pytest.raises(ConfigError) as raised:
+        BitbucketConfig.from_mapping(build(**{field: value}), now=NOW)
+    assert raised.value.field == field
+
+
+def test_an_ancient_start_date_is_written_with_four_year_digits():
+    from source_bitbucket.state import format_datetime
+
+    parsed = BitbucketConfig.from_mapping(build(start_date="0001-01-01T00:00:00Z"), now=NOW).start_date
+    assert format_datetime(parsed) == "0001-01-01T00:00:00.000000+00:00"
 
 
 @pytest.mark.parametrize(

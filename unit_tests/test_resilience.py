@@ -194,3 +194,20 @@ def test_a_listing_that_keeps_changing_fails_cleanly_after_three_walks(config):
 
     assert len(responses.calls) == 6
     assert any("repositories (workspace acme): the listing kept changing" in e.trace.error.message for e in output.errors)
+
+
+def test_an_http_date_beyond_any_calendar_is_ignored_not_a_crash():
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT") > 2.5e11  # thousands of years, as a number
+    assert parse_retry_after("Mon, 99 Foo 99999 99:99:99 GMT") is None
+
+
+@responses.activate
+def test_a_retry_after_longer_than_the_wait_budget_stops_at_once_with_a_clear_error(config, sleeps):
+    config["max_waiting_time"] = 0.05  # 3 s
+    responses.get(LISTING, status=429, body="Rate limit for this resource has been exceeded", headers={"Retry-After": "120"})
+
+    output = run_read(config, ["repositories"], expect_failure=True)
+
+    assert sleeps == [] and len(responses.calls) == 1
+    assert any("asked to wait 120 s" in e.trace.error.message and "max_waiting_time" in e.trace.error.message
+               for e in output.errors)

@@ -219,14 +219,14 @@ def test_commits_ask_only_for_commits_not_reachable_from_the_tips_already_read(c
         json=page([
             commit("c3", "2024-05-03T00:00:00+00:00", ["c2"]),
             commit("b1", "2022-01-01T00:00:00+00:00", ["a0"]),  # a branch merged late: old date, new to us
-            commit("c2", "2024-05-02T00:00:00+00:00", ["old-tip"]),
+            commit("c2", "2024-05-02T00:00:00+00:00", ["abc1234"]),
         ]),
     )
-    state = {repo["uuid"]: {"date": "2024-05-01T00:00:00.000000+00:00", "exclude": ["old-tip"]}}
+    state = {repo["uuid"]: {"date": "2024-05-01T00:00:00.000000+00:00", "exclude": ["abc1234"]}}
 
     output = run_read(config, ["commits"], SyncMode.incremental, state={"commits": state})
 
-    assert query(calls_to(url)[0]) == {"pagelen": ["100"], "exclude": ["old-tip"]}
+    assert query(calls_to(url)[0]) == {"pagelen": ["100"], "exclude": ["abc1234"]}
     assert [r.record.data["hash"] for r in output.records] == ["c3", "b1", "c2"]
     assert final_state(output, "commits") == {
         repo["uuid"]: {"date": "2024-05-03T00:00:00.000000+00:00", "exclude": ["b1", "c3"]}
@@ -254,10 +254,10 @@ def test_commits_read_again_in_full_when_an_excluded_tip_is_gone(config):
     responses.get(LISTING, json=page([repo]))
     url = repository_url(repo, "commits")
     responses.get(url, status=404, json={"type": "error", "error": {"message": "Commit not found"}},
-                  match=[responses.matchers.query_param_matcher({"pagelen": "100", "exclude": "gone"})])
+                  match=[responses.matchers.query_param_matcher({"pagelen": "100", "exclude": "def5678"})])
     responses.get(url, json=page([commit("x2", "2024-05-03T00:00:00+00:00", ["x1"]), commit("x1", "2024-05-02T00:00:00+00:00")]),
                   match=[responses.matchers.query_param_matcher({"pagelen": "100"})])
-    state = {repo["uuid"]: {"date": "2024-05-01T00:00:00.000000+00:00", "exclude": ["gone"]}}
+    state = {repo["uuid"]: {"date": "2024-05-01T00:00:00.000000+00:00", "exclude": ["def5678"]}}
 
     output = run_read(config, ["commits"], SyncMode.incremental, state={"commits": state})
 

@@ -185,10 +185,11 @@ class BitbucketStream(HttpStream, ABC):
         next_url = page_body(response).get("next")
         if not next_url:
             return None
-        if urlparse(str(next_url)).netloc != urlparse(self.url_base).netloc:
+        link, api = urlparse(str(next_url)), urlparse(self.url_base)
+        if (link.scheme, link.netloc) != (api.scheme, api.netloc):
             raise _pagination_error(
-                f"Bitbucket's next-page link points to {urlparse(str(next_url)).netloc or 'no host'}, "
-                f"not to the configured API host {urlparse(self.url_base).netloc}; refusing to send credentials there."
+                f"Bitbucket's next-page link points to {link.scheme}://{link.netloc or '?'}, "
+                f"not to the configured API {api.scheme}://{api.netloc}; refusing to send credentials there."
             )
         followed = self._pages_followed()
         if next_url in followed or next_url == response.request.url:

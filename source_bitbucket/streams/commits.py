@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional
 
 import requests
@@ -11,6 +13,7 @@ from source_bitbucket.state import CommitFrontier, format_datetime, parse_dateti
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream, repository_of
 
 MAX_EXCLUDED_TIPS = 100
+_HASH = re.compile(r"^[0-9a-f]{7,64}$")
 
 
 class Commits(RepositoryScopedStream):
@@ -46,7 +49,9 @@ class Commits(RepositoryScopedStream):
 
     def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
         entry = self.state.get(repository["uuid"]) if incremental else None
-        exclude = list(entry.get("exclude") or []) if isinstance(entry, Mapping) else []
+        exclude = entry.get("exclude") if isinstance(entry, Mapping) else None
+        # hand-edited or damaged state: keep only commit hashes, at most the usual number
+        exclude = sorted({h for h in exclude if isinstance(h, str) and _HASH.match(h)})[:MAX_EXCLUDED_TIPS] if isinstance(exclude, list) else []
         if exclude:  # the server lists exactly the new commits, whatever their date
             return {"exclude": exclude, "since": format_datetime(self.config.start_date)}
         return {"exclude": []}
