@@ -26,7 +26,7 @@ from urllib.parse import quote
 import pytest
 
 from integration_tests import connector_cli as cli
-from integration_tests.ground_truth import connector_key, keys, truth_keys
+from integration_tests.ground_truth import keys, truth_keys
 from integration_tests.sandbox import SandboxServer, generate_workspace
 
 EMAIL = "dev@example.com"

@@ -10,7 +10,7 @@ import requests
 from airbyte_cdk.models import SyncMode
 
 from source_bitbucket.state import CommitFrontier, format_datetime, parse_datetime
-from source_bitbucket.streams.repository_scoped import RepositoryScopedStream, repository_of
+from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 
 MAX_EXCLUDED_TIPS = 100
 _HASH = re.compile(r"^[0-9a-f]{7,64}$")
