@@ -83,7 +83,9 @@ def test_pull_requests_send_every_state_the_pagelen_cap_and_an_ascending_window(
         "state": ["OPEN", "MERGED", "DECLINED", "SUPERSEDED"],
         "q": ["updated_on>2021-01-01T00:00:00.000000+00:00"],
         "sort": ["updated_on"],
+        "fields": ["+values.participants,+values.reviewers"],
     }
+    assert "fields=%2Bvalues.participants%2C%2Bvalues.reviewers" in calls_to(prs_url)[0].request.url  # '+' sent as %2B
     assert calls_to(prs_url)[1].request.url == next_url
     records = [r.record.data for r in output.records]
     assert [(r["repository_uuid"], r["repository_full_name"], r["id"]) for r in records] == [

@@ -12,7 +12,10 @@ class PullRequests(RepositoryScopedStream):
 
     ``pagelen`` 50 (the endpoint's maximum; 100 answers 400 "Invalid pagelen"). The configured
     states are sent as repeated ``state`` parameters (with none, the API returns only OPEN).
-    The window is filtered on the server with ``q=updated_on>{since}`` and read in ascending
+    The collection leaves out ``participants`` and ``reviewers`` (narrative "Partial responses":
+    they come only from a pull request's own URL); ``fields=+values.participants,+values.reviewers``
+    adds them without a request per pull request. The window is filtered on the server with
+    ``q=updated_on>{since}`` and read in ascending
     ``sort=updated_on``, so state is also checkpointed inside a repository, every
     ``state_checkpoint_interval`` records: everything up to the cursor has been emitted.
     """
@@ -25,4 +28,9 @@ class PullRequests(RepositoryScopedStream):
     state_checkpoint_interval = 500
 
     def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
-        return {"state": list(self.config.pull_request_states), "q": f"updated_on>{stream_slice['since']}", "sort": "updated_on"}
+        return {
+            "state": list(self.config.pull_request_states),
+            "q": f"updated_on>{stream_slice['since']}",
+            "sort": "updated_on",
+            "fields": "+values.participants,+values.reviewers",
+        }
