@@ -98,13 +98,14 @@ class Killed:
         return cli.parse("\n".join(self.lines), self.returncode)
 
 
-def read_until(conf: Mapping[str, Any], should_kill: Callable[[Dict[str, int], Mapping[str, Any]], bool]) -> Killed:
-    """Run ``main.py read``, follow stdout line by line and SIGKILL it when ``should_kill(counts, message)``
+def read_until(conf: Mapping[str, Any], should_kill: Callable[[Dict[str, int], Mapping[str, Any]], bool],
+               catalog: Optional[Mapping[str, Any]] = None) -> Killed:
+    """Run ``main.py read`` (all streams unless ``catalog``), follow stdout line by line and SIGKILL it when ``should_kill(counts, message)``
     says so (``counts``: records per stream, ``records`` in all, ``states``). Every complete line the
     process printed before dying is kept (a line cut by the kill is dropped)."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
-        for name, content in (("config", conf), ("catalog", cli.catalog())):
+        for name, content in (("config", conf), ("catalog", catalog or cli.catalog())):
             paths[name] = Path(tmp) / f"{name}.json"
             paths[name].write_text(json.dumps(content))
         with open(Path(tmp) / "stderr.txt", "wb") as stderr:
@@ -394,3 +395,63 @@ def test_records_changed_while_a_sync_runs_are_caught_by_the_next_sync() -> None
     if running:
         deployments = {r["uuid"]: r for result in (first, second) for r in result.records["deployments"]}
         assert deployments[running[1].uuid]["state"]["name"] == "COMPLETED"
+
+
+# ----------------------------------------------------------------------------- a listing shifts, then a kill
+def _kill_after_a_shift_and_resume(workspace, stream: str, listing_path: Callable[[str], bool], mutate: Callable[[], None]):
+    """Read ``stream`` incrementally; when page 3 of its listing is requested, ``mutate`` the sandbox so that
+    the first item of the ``sort=updated_on`` listing moves to its end (every later item slides one place to
+    the front, and one slides onto a page already read). SIGKILL the process right after its first STATE,
+    resume from that STATE and return (truth keys, the killed run, the resumed run)."""
+    fired = threading.Event()
+    catalog = cli.catalog(streams=[stream])
+    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN) as server:
+        server.add_fault("latency", "page=3", 1, ms=1000)  # page 3 is answered after the change
+
+        def mutate_when_page_three_is_requested() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not fired.is_set():
+                if any(listing_path(path) and q.get("page") == ["3"] for _, path, q in server.requests):
+                    with workspace.lock:
+                        workspace.set_now(datetime.now(timezone.utc))  # a change made now, during the sync
+                    mutate()
+                    fired.set()
+                    return
+                time.sleep(0.003)
+
+        watcher = threading.Thread(target=mutate_when_page_three_is_requested, daemon=True)
+        watcher.start()
+        conf = config(server, workspace)
+        killed = read_until(conf, lambda counts, message: message.get("type") == "STATE", catalog)
+        watcher.join(5)
+        assert fired.is_set(), "page 3 was never requested: the scenario tests nothing"
+        resumed = cli.run("read", conf, catalog, state=killed.result.final_state(), timeout=240)
+    return Truth.of(workspace), killed, resumed
+
+
+def test_a_state_never_claims_a_pull_request_skipped_by_a_shifting_listing_even_if_killed_right_after_it() -> None:
+    """1,200 pull requests in one repository (24 pages): the oldest is updated while page 3 is read, so one
+    pull request slides onto page 2 and is skipped by the first walk. The first STATE must not claim it."""
+    workspace = generate_workspace(seed=11, repositories=1, pull_requests=1200, commits=40, deployments=0, members=1, now=NOW)
+    repo = workspace.repositories[0]
+    oldest = min(repo.pull_requests, key=lambda pr: pr.updated_us)
+    truth, killed, resumed = _kill_after_a_shift_and_resume(
+        workspace, "pull_requests", lambda path: path.endswith("/pullrequests"),
+        lambda: workspace.update_pull_request(repo.slug, oldest.id))
+    assert resumed.returncode == 0, resumed.errors
+    union = keys(killed.result, "pull_requests") | keys(resumed, "pull_requests")
+    assert union == truth.keys["pull_requests"], sorted(truth.keys["pull_requests"] - union)[:3]
+    assert unclaimed_records(killed.lines, truth, parse_iso(START_DATE)) == []
+
+
+def test_a_state_never_claims_a_repository_skipped_by_a_shifting_listing_even_if_killed_right_after_it() -> None:
+    """600 repositories (6 pages): the least recently updated one is edited while page 3 is read."""
+    workspace = generate_workspace(seed=12, repositories=600, pull_requests=600, commits=600, deployments=0, members=1, now=NOW)
+    oldest = min(workspace.repositories, key=lambda r: r.updated_us)
+    truth, killed, resumed = _kill_after_a_shift_and_resume(
+        workspace, "repositories", lambda path: path.rstrip("/").endswith(f"/repositories/{workspace.slug}"),
+        lambda: workspace.update_repository(oldest.slug))
+    assert resumed.returncode == 0, resumed.errors
+    union = keys(killed.result, "repositories") | keys(resumed, "repositories")
+    assert union == truth.keys["repositories"], sorted(truth.keys["repositories"] - union)[:3]
+    assert unclaimed_records(killed.lines, truth, parse_iso(START_DATE)) == []

@@ -78,9 +78,24 @@ class BitbucketStream(HttpStream, ABC):
     Subclasses set ``name``, ``primary_key``, ``cursor_field``, ``page_size`` (the endpoint's
     maximum ``pagelen``) and ``first_page_path``; they may override ``first_page_params`` and
     ``transform`` (decorate or drop each record).
+
+    When state is written (the state contract: a STATE never claims a record that was not
+    emitted, even if the process dies right after it): only at the end of a slice, after a walk
+    of its listing that finished without a detected shift; never every N records
+    (``state_checkpoint_interval`` stays None). A page-numbered listing can shift under the
+    reader: when an item already passed moves behind the read position (updated, in an
+    ``updated_on``-sorted listing), the item after the page boundary slides onto a page already
+    read and is skipped, and nothing shows it until the moved item comes up again on a later
+    page. A cursor written before that point could claim the skipped item. At the end of a walk
+    every such shift has shown itself (an item came twice, or ``size`` shrank: the slice is read
+    again) or was caused by a record changed during the sync, whose ``updated_on`` pins the
+    cursor where the sync started it (``RepositoryCursors``). Commits add a second reason: an
+    excluded tip hides all its ancestors, so a frontier written mid-repository would drop the
+    unread pages.
     """
 
     page_size: int = 100
+    state_checkpoint_interval = None  # see above: state only at the end of a slice
     skip_statuses: frozenset = frozenset()
     detect_shifts: bool = True  # page-numbered listings; the commits iterator does not shift
 

@@ -15,9 +15,8 @@ class PullRequests(RepositoryScopedStream):
     The collection leaves out ``participants`` and ``reviewers`` (narrative "Partial responses":
     they come only from a pull request's own URL); ``fields=+values.participants,+values.reviewers``
     adds them without a request per pull request. The window is filtered on the server with
-    ``q=updated_on>{since}`` and read in ascending
-    ``sort=updated_on``, so state is also checkpointed inside a repository, every
-    ``state_checkpoint_interval`` records: everything up to the cursor has been emitted.
+    ``q=updated_on>{since}`` and read in ascending ``sort=updated_on``. State is written once per
+    repository, after a walk of its listing that saw no shift (see ``BitbucketStream``).
     """
 
     name = "pull_requests"
@@ -25,7 +24,6 @@ class PullRequests(RepositoryScopedStream):
     cursor_field = "updated_on"
     page_size = 50
     resource = "pullrequests"
-    state_checkpoint_interval = 500
 
     def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
         return {

@@ -17,8 +17,9 @@ class Repositories(BitbucketStream):
     """The workspace's repositories. Primary key ``uuid``, cursor ``updated_on``, ``pagelen`` 100.
 
     Incremental reads filter on the server with BBQL ``q=updated_on>{cursor}`` and
-    ``sort=updated_on`` (ascending, so the stream-wide cursor is safe to checkpoint);
-    full refresh reads every repository. State: ``{"updated_on": <canonical date-time>}``.
+    ``sort=updated_on``; full refresh reads every repository. State:
+    ``{"updated_on": <canonical date-time>}``, written once the listing has been walked without a
+    shift (see ``BitbucketStream``).
 
     A dedicated instance is the parent of the repository-scoped streams and the
     ``shared_listing`` of the synced instance: ``list_repositories()`` walks the unfiltered
@@ -29,7 +30,6 @@ class Repositories(BitbucketStream):
     primary_key = "uuid"
     cursor_field = "updated_on"
     page_size = 100
-    state_checkpoint_interval = 500  # incremental reads are ascending: safe to checkpoint mid-stream
 
     def __init__(self, shared_listing: Optional["Repositories"] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
