@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Iterable, List, Mapping, MutableMapping, Optional, Set
+from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set, Tuple
 
 import pendulum
 
@@ -63,6 +63,55 @@ def _as_utc(value: datetime) -> datetime:
 def format_datetime(value: datetime) -> str:
     """The canonical cursor form: ``2024-05-01T10:00:00.000000+00:00`` (UTC, microseconds)."""
     return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def usable_cursors(
+    state: Mapping[str, Any], cursor_field: str, sync_started_at: datetime
+) -> Tuple[Dict[str, Any], List[str]]:
+    """Split an incoming stream state into the part that can be used and the problems found.
+
+    A cursor value (stream-wide ``state[cursor_field]`` or a repository's
+    ``state[key][cursor_field]``) is dropped when it cannot be parsed, or when it is later than
+    the start of this sync: no record read so far can be dated after the sync started, so such a
+    cursor was hand-edited or damaged, and trusting it would skip every record before it on
+    this and (written back) every later sync. A repository with a dropped cursor is read from an
+    older cursor or ``start_date`` instead (duplicates, never losses); other keys of its entry
+    (e.g. commits' ``exclude``) are kept, and an entry left empty is removed.
+
+    Returns:
+        (state without the dropped cursors, one sentence per dropped cursor naming where it was
+        and its value).
+    """
+    clean: Dict[str, Any] = dict(state or {})
+    problems: List[str] = []
+    if not cursor_field:
+        return clean, problems
+
+    def problem(value: Any) -> Optional[str]:
+        parsed = parse_datetime(value)
+        if parsed is None:
+            return "cannot be read as a date-time"
+        if parsed > sync_started_at:
+            return f"is later than the start of this sync ({format_datetime(sync_started_at)})"
+        return None
+
+    if cursor_field in clean and clean[cursor_field] is not None:
+        reason = problem(clean[cursor_field])
+        if reason:
+            problems.append(f"the stream-wide {cursor_field} cursor {clean[cursor_field]!r} {reason}")
+            del clean[cursor_field]
+    for key, entry in list(clean.items()):
+        if not isinstance(entry, Mapping) or entry.get(cursor_field) is None:
+            continue
+        reason = problem(entry[cursor_field])
+        if reason:
+            problems.append(f"the {cursor_field} cursor of repository {key} {entry[cursor_field]!r} {reason}")
+            rest = {k: v for k, v in entry.items() if k != cursor_field}
+            if rest:
+                clean[key] = rest
+            else:
+                del clean[key]
+    return clean, problems
 
 
 class RepositoryCursors:

@@ -12,6 +12,7 @@ from source_bitbucket.state import (
     RepositoryCursors,
     format_datetime,
     parse_datetime,
+    usable_cursors,
 )
 
 UTC = timezone.utc
@@ -399,3 +400,37 @@ def test_release_forgets_parents_but_keeps_the_tips():
     frontier.add("b", ["a"])
     frontier.release()
     assert frontier.tips == {"b"} and frontier.snapshot() == ["b"]
+
+
+# ----------------------------------------------------------------------------- cursors that cannot be used
+SYNC_START = datetime(2026, 12, 1, tzinfo=timezone.utc)
+
+
+def test_usable_cursors_keeps_good_cursors_and_every_other_key():
+    state = {"{a}": {"date": "2026-11-30T00:00:00Z", "exclude": ["abc1234"]}, "legacy": "kept", "date": "2025-01-01T00:00:00Z"}
+    clean, problems = usable_cursors(state, "date", SYNC_START)
+    assert clean == state and problems == []
+
+
+@pytest.mark.parametrize("value, reason", [("2099-01-01T00:00:00Z", "later than the start of this sync"),
+                                           ("2026-12-01T00:00:01+00:00", "later than the start of this sync"),
+                                           ("not a date", "cannot be read as a date-time"),
+                                           ("2024-13-45T00:00:00Z", "cannot be read as a date-time")])
+def test_usable_cursors_drops_a_future_or_unparsable_cursor_and_says_where(value, reason):
+    state = {"{a}": {"updated_on": value}, "{b}": {"updated_on": "2026-01-01T00:00:00Z"}, "updated_on": value}
+    clean, problems = usable_cursors(state, "updated_on", SYNC_START)
+    assert clean == {"{b}": {"updated_on": "2026-01-01T00:00:00Z"}}  # an entry left empty is removed
+    assert len(problems) == 2 and all(reason in p and repr(value) in p for p in problems)
+    assert any("repository {a}" in p for p in problems) and any("stream-wide" in p for p in problems)
+
+
+def test_usable_cursors_keeps_the_rest_of_an_entry_whose_cursor_is_dropped():
+    clean, _ = usable_cursors({"{a}": {"date": "2099-01-01T00:00:00Z", "exclude": ["abc1234"]}}, "date", SYNC_START)
+    assert clean == {"{a}": {"exclude": ["abc1234"]}}
+
+
+def test_usable_cursors_does_not_touch_the_input_and_ignores_streams_without_a_cursor():
+    state = {"{a}": {"date": "2099-01-01T00:00:00Z"}}
+    usable_cursors(state, "date", SYNC_START)
+    assert state == {"{a}": {"date": "2099-01-01T00:00:00Z"}}
+    assert usable_cursors(state, "", SYNC_START) == (state, [])

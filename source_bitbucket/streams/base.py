@@ -26,7 +26,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_bitbucket.concurrency import RateLimitGate
 from source_bitbucket.config import BitbucketConfig
 from source_bitbucket.errors import BitbucketBackoffStrategy, BitbucketErrorHandler, json_body
-from source_bitbucket.state import RepositoryCursors
+from source_bitbucket.state import RepositoryCursors, usable_cursors
 
 def _path_of(url: str) -> str:
     return urlparse(url).path
@@ -124,7 +124,15 @@ class BitbucketStream(HttpStream, ABC):
 
     @state.setter
     def state(self, value: Mapping[str, Any]) -> None:
-        self._state = dict(value or {})
+        """Keep the incoming state minus the cursors that cannot be used (unparsable, or later than
+        the start of the sync: see ``usable_cursors``), with one warning for each; those are never
+        written back."""
+        self._state, problems = usable_cursors(value or {}, self.cursor_field or "", self.sync_started_at)
+        for problem in problems:
+            self.logger.warning(
+                f"{self.name}: {problem}; it is ignored and not written back: that part is read again "
+                f"from an older cursor or start_date (duplicates possible, nothing lost)."
+            )
         self._initial_state = copy.deepcopy(self._state)
 
     @property
