@@ -36,7 +36,8 @@ from integration_tests.sandbox import SandboxServer, generate_workspace
 EMAIL, TOKEN = "dev@example.com", "sandbox-token-faults-3c9e"
 # Generated data lies a few days before the real clock, so that no record is "in the future".
 NOW = (datetime.now(timezone.utc) - timedelta(days=3)).replace(microsecond=0).isoformat()
-WAIT_LOG = re.compile(r"(?P<stream>\w+): waiting (?P<seconds>\d+(?:\.\d+)?) s before retry (?P<attempt>\d+) \((?P<cause>[^)]*)\)")
+WAIT_LOG = re.compile(r"(?P<stream>\w+) \((?P<where>[^)]*)\): waiting (?P<seconds>\d+(?:\.\d+)?) s before retry (?P<attempt>\d+) "
+                      r"\((?P<cause>[^)]*)\); resuming at \d\d:\d\d:\d\d UTC")
 WORKERS = 6
 
 
@@ -53,7 +54,7 @@ def new_workspace():
 
 
 def wait_logs(result: cli.SyncResult) -> List[Dict[str, Any]]:
-    """The connector's "<stream>: waiting X s before retry N (cause)" logs, parsed."""
+    """The connector's "<stream> (<where>): waiting X s before retry N (cause); resuming at ..." logs, parsed."""
     found = []
     for log in result.logs:
         match = WAIT_LOG.search(log.get("message", ""))
@@ -241,6 +242,10 @@ def test_fault(scenario: Scenario, outcomes: Dict[str, Future]) -> None:
         # the waits are real: the run lasted at least as long as the waits it logged
         assert outcome.seconds >= sum(w["seconds"] for w in relevant[: scenario.min_waits]), (outcome.seconds, relevant)
         assert all(w["seconds"] > 0 for w in relevant), relevant  # never retrying at once
+        if repo is not None and scenario.stream != "repositories":  # each wait names the repository it holds up
+            assert all(w["where"] == f"repository {full_name(workspace, repo)}" for w in relevant), relevant
+        retry_lines = [log["message"] for log in first.logs if "before retry" in log["message"] or "Retrying in" in log["message"]]
+        assert len(retry_lines) == len(waits), retry_lines  # one line per wait: not the CDK's "Rate limit exceeded (HTTP 500)" too
         if "Retry-After" in scenario.waits:
             assert all(w["seconds"] == 1.0 for w in relevant), relevant  # the header is honoured as sent
         elif scenario.waits == "429":
@@ -300,3 +305,19 @@ def test_every_logged_retry_is_made(scenario: Scenario, outcomes: Dict[str, Futu
     waits = [w for w in wait_logs(outcome.first) if w["stream"] == scenario.stream]
     assert [w["attempt"] for w in waits] == list(range(1, len(waits) + 1)), waits
     assert len(sent) == len(waits) + 1, f"{len(sent)} requests for {len(waits)} logged retries"
+
+
+# ----------------------------------------------------------------------------- a wrong workspace
+def test_a_wrong_workspace_stops_the_sync_after_the_first_stream_with_one_short_message() -> None:
+    workspace = new_workspace()
+    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN) as server:
+        result = cli.run("read", {**config(server, workspace), "workspace": "no-such-workspace"}, cli.catalog(), timeout=120)
+        requests_sent = len(server.requests)
+    assert result.returncode != 0
+    stream_errors = [t["error"] for t in result.traces if t.get("type") == "ERROR" and t["error"].get("stream_descriptor")]
+    assert [e["stream_descriptor"]["name"] for e in stream_errors] == ["repositories"]  # the other streams are not attempted
+    assert "Workspace 'no-such-workspace' was not found" in stream_errors[0]["message"]
+    assert requests_sent == 1
+    for error in result.errors:  # no raw request/response dump in what the user reads
+        assert "Response (headers)" not in error["message"] and len(error["message"]) < 600, error["message"]
+    assert len(result.stdout) < 30_000

@@ -148,6 +148,10 @@ def _api_url(value: Any) -> str:
     parsed = urlparse(str(value).strip())
     if parsed.scheme not in ("https", "http") or not parsed.hostname or parsed.query or parsed.fragment or " " in str(value).strip():
         raise ConfigError("api_url", f"'{value}' is not an API root URL; leave it empty to use {DEFAULT_API_URL}.")
+    try:
+        parsed.port
+    except ValueError:
+        raise ConfigError("api_url", f"'{value}' has a port that is not a number; leave it empty to use {DEFAULT_API_URL}.") from None
     if parsed.scheme == "http" and not _is_loopback(parsed.hostname):
         raise ConfigError(
             "api_url", "must use https (plain http is only allowed for a local sandbox on 127.0.0.1/localhost)."
@@ -155,8 +159,32 @@ def _api_url(value: Any) -> str:
     return str(value).strip().rstrip("/")
 
 
+def same_api_host(link: str, api_url: str) -> bool:
+    """Whether ``link`` (e.g. a page's ``next``) points at the same server as ``api_url``, so that
+    credentials may be sent to it.
+
+    Compared as an origin, not as strings: the scheme, the host lower-cased (hosts are
+    case-insensitive) and the effective port (443 for https and 80 for http when none is
+    written), so ``https://API.bitbucket.org:443/2.0`` accepts Bitbucket's
+    ``https://api.bitbucket.org/...`` links. Two loopback spellings (``localhost``,
+    ``127.0.0.0/8``, ``::1``) with the same scheme and port count as one host: a local sandbox
+    or proxy may answer with either, and credentials stay on this machine.
+    """
+    a, b = urlparse(str(link)), urlparse(str(api_url))
+    try:
+        ports = (a.port or _DEFAULT_PORTS.get(a.scheme), b.port or _DEFAULT_PORTS.get(b.scheme))
+    except ValueError:  # a port that is not a number
+        return False
+    if a.scheme != b.scheme or ports[0] != ports[1] or not a.hostname or not b.hostname:
+        return False
+    return a.hostname == b.hostname or (_is_loopback(a.hostname) and _is_loopback(b.hostname))
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

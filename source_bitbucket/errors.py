@@ -3,8 +3,10 @@
 * 401 fails at once with a ``config_error`` (wrong email, retired app password, unscoped token).
 * 403 names the missing scopes from the error body's ``detail`` (``{"required": [...], "granted": [...]}``).
 * 404 on a workspace-level listing means the workspace slug is wrong.
-* On a repository's sub-resource (pull requests, commits, deployments) 403 and 404 skip that
-  repository for that stream (no access, Pipelines off, deleted mid-sync) with one warning.
+* A 403 that is Bitbucket's scope error (``detail.required``) fails the stream at once, naming the
+  scope: every repository would answer the same.
+* On a repository's sub-resource (pull requests, commits, deployments) any other 403, and a 404,
+  skip that repository for that stream (no access, Pipelines off, deleted mid-sync) with one warning.
 * 429, 5xx and network errors are retried with backoff by the CDK's ``HttpClient``.
 
 Source: Bitbucket's error shape ``{"type": "error", "error": {"message", "detail", ...}}``
@@ -20,7 +22,8 @@ import time
 import weakref
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, List, Mapping, Optional, Union
+from urllib.parse import urlparse
 
 import requests
 from airbyte_cdk.models import FailureType
@@ -98,12 +101,60 @@ def error_detail(response: requests.Response) -> str:
     return f"HTTP {response.status_code}"
 
 
+API_TOKENS_PAGE = "https://id.atlassian.com/manage-profile/security/api-tokens"
+SCOPE_ERROR_MARKER = "required privilege scopes"
+
+
+def missing_scopes(response: requests.Response) -> Optional[List[str]]:
+    """The scopes a 403 says the credentials lack, or None when the 403 is not a scope error.
+
+    Bitbucket answers a missing scope with ``{"type": "error", "error": {"message": "Your
+    credentials lack one or more required privilege scopes.", "detail": {"required": [...],
+    "granted": [...]}}}`` (narrative "Standardized error responses"; backstage/backstage#22383).
+    Any other 403 (no access to one repository, a private repository, an admin-only endpoint)
+    returns None. An empty list means a scope error that did not name the scope.
+    """
+    if response.status_code != 403:
+        return None
+    body = _decoded(response)
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if not isinstance(error, Mapping):
+        return None
+    detail = error.get("detail")
+    required = detail.get("required") if isinstance(detail, Mapping) else None
+    if isinstance(required, list):
+        return [str(scope) for scope in required]
+    if SCOPE_ERROR_MARKER in str(error.get("message") or "").lower():
+        return []
+    return None
+
+
 def forbidden_message(response: requests.Response, stream_name: str) -> str:
-    """The message for a 403: what Bitbucket said and which scope the stream needs."""
-    scope = REQUIRED_SCOPES.get(stream_name, "the stream's read scope")
+    """The message for a 403 that stops a stream: what Bitbucket said, which scope is missing
+    (Bitbucket's ``detail.required``, else the stream's scope) and where to add it."""
+    scopes = missing_scopes(response) or [REQUIRED_SCOPES.get(stream_name, "the stream's read scope")]
     return (
-        f"Bitbucket refused access to {stream_name} (HTTP 403: {error_detail(response)}). "
-        f"The API token needs the scope {scope}; create a new token with it."
+        f"Bitbucket refused access to {stream_name} (HTTP 403: {error_detail(response)}). The API token needs the "
+        f"scope {', '.join(scopes)}: create a token with it at {API_TOKENS_PAGE} (Create API token with scopes, "
+        f"app Bitbucket) and put it in 'api_token', or leave {stream_name} out of the connection."
+    )
+
+
+def workspace_not_found_message(workspace: str) -> str:
+    """The message for a 404 on a workspace-level listing: the workspace slug is wrong."""
+    return (
+        f"Workspace '{workspace}' was not found (HTTP 404). Check 'workspace': it is the slug in "
+        f"https://bitbucket.org/<workspace>/, and the token's account must be a member of it."
+    )
+
+
+def foreign_link_message(link: str, api_url: str) -> str:
+    """The message for a ``next`` link that points at another server than ``api_url``."""
+    target, api = urlparse(link), urlparse(api_url)
+    return (
+        f"Bitbucket's next-page link points to {target.scheme}://{target.netloc or '?'}, not to the configured API "
+        f"{api.scheme}://{api.netloc}; refusing to send credentials there. If that server is the API, set 'api_url' "
+        f"to its address as the links write it."
     )
 
 
@@ -131,7 +182,9 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         skip_statuses: statuses that skip the current repository (IGNORE) instead of failing;
             ``{403, 404}`` for repository-scoped streams, empty for workspace-level ones.
         workspace: the slug, for the 404 message of workspace-level listings.
-        credentials_rejected: set on a 401, so that the source stops the sync at once.
+        stop_sync: set when no other stream can succeed either (a 401: the credentials; a 404 on a
+            workspace-level listing: the workspace), so that the source stops the sync at once
+            with that one error instead of failing every stream the same way.
     """
 
     def __init__(
@@ -140,14 +193,14 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         stream_name: str,
         skip_statuses=frozenset(),
         workspace: str = "",
-        credentials_rejected: Optional[threading.Event] = None,
+        stop_sync: Optional[threading.Event] = None,
         **kwargs: Any,
     ):
         super().__init__(logger=logger, error_mapping={**DEFAULT_ERROR_MAPPING, **_NETWORK_ERRORS}, **kwargs)
         self._stream_name = stream_name
         self._skip_statuses = frozenset(skip_statuses)
         self._workspace = workspace
-        self._credentials_rejected = credentials_rejected
+        self._stop_sync = stop_sync
 
     def interpret_response(
         self, response_or_exception: Optional[Union[requests.Response, Exception]] = None
@@ -160,23 +213,24 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
                     FailureType.transient_error,
                     f"Bitbucket sent a {self._stream_name} page that is not JSON with a 'values' list (HTTP {status}).",
                 )
+            if missing_scopes(response_or_exception) is not None:  # the token lacks a scope: every repository would answer so
+                return ErrorResolution(
+                    ResponseAction.FAIL, FailureType.config_error, forbidden_message(response_or_exception, self._stream_name)
+                )
             if status in self._skip_statuses:
                 return ErrorResolution(ResponseAction.IGNORE, FailureType.config_error, None)
             if status == 401:
-                if self._credentials_rejected is not None:
-                    self._credentials_rejected.set()  # the source stops the whole sync, not just this stream
+                if self._stop_sync is not None:
+                    self._stop_sync.set()  # the source stops the whole sync, not just this stream
                 return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, UNAUTHORIZED_MESSAGE)
             if status == 403:
                 return ErrorResolution(
                     ResponseAction.FAIL, FailureType.config_error, forbidden_message(response_or_exception, self._stream_name)
                 )
             if status == 404:
-                return ErrorResolution(
-                    ResponseAction.FAIL,
-                    FailureType.config_error,
-                    f"Workspace '{self._workspace}' was not found (HTTP 404). Check 'workspace': it is the slug in "
-                    f"https://bitbucket.org/<workspace>/, and the token's account must be a member of it.",
-                )
+                if self._stop_sync is not None:
+                    self._stop_sync.set()
+                return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, workspace_not_found_message(self._workspace))
             if status == 400:
                 return ErrorResolution(
                     ResponseAction.FAIL,
@@ -194,15 +248,22 @@ class BitbucketBackoffStrategy(BackoffStrategy):
     * On a 429 without it, ``X-RateLimit-Reset`` (seconds until the window resets, sent only to
       access tokens) is honoured; otherwise the wait grows exponentially from 5 s up to 5 minutes,
       with jitter (Bitbucket's window is a rolling hour and 429s usually carry no header).
-    * Other failures wait 1, 2, 4... seconds up to 1 minute, with jitter.
+    * Other failures wait 1, 2, 4... seconds up to 1 minute, with jitter (half to all of it; at least 1 s).
 
-    Each wait is logged with its length, its cause and when the request resumes. The total time
-    one request may spend waiting is the error handler's ``max_time`` (config ``max_waiting_time``).
-    A 429 wait also closes the shared ``rate_limit_gate``, so the other readers hold their next
-    request until it is over instead of spending the limit further.
+    ``sleep_seconds`` is the time actually slept; ``backoff_time`` hands the CDK one second less,
+    because the CDK's handler sleeps ``backoff_time + 1`` (``rate_limiting.user_defined_backoff_handler``).
+    Each wait is logged once, by this class, as "<stream> (<where>): waiting S s before retry N
+    (<cause>); resuming at HH:MM:SS UTC" with the real resume time; the CDK's own line for the
+    same wait ("Rate limit exceeded (HTTP 500)...", which calls every retry a rate limit) is
+    dropped (``_DropCdkRetryLine``). ``where`` names the repository or workspace being read on
+    the requesting thread. The total time one request may spend waiting is the error handler's
+    ``max_time`` (config ``max_waiting_time``). A 429 wait also closes the shared
+    ``rate_limit_gate``, so the other readers hold their next request until it is over instead
+    of spending the limit further.
     """
 
     MIN_WAIT_SECONDS = 1.0
+    CDK_EXTRA_SLEEP_SECONDS = 1.0
     RATE_LIMIT_BASE, RATE_LIMIT_CAP = 5.0, 300.0
     ERROR_BASE, ERROR_CAP = 1.0, 60.0
 
@@ -212,37 +273,52 @@ class BitbucketBackoffStrategy(BackoffStrategy):
         stream_name: str,
         rate_limit_gate: Optional[RateLimitGate] = None,
         max_waiting_seconds: Optional[float] = None,
+        where: Callable[[], str] = lambda: "",
     ) -> None:
         self._logger = logger
         self._stream_name = stream_name
         self._gate = rate_limit_gate
         self._budget = max_waiting_seconds
+        self._where = where
         self._first_failure: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
+        logging.getLogger("airbyte").addFilter(_DROP_CDK_RETRY_LINE)  # idempotent
 
     def backoff_time(
         self, response_or_exception: Optional[Union[requests.Response, requests.RequestException]], attempt_count: int
     ) -> Optional[float]:
+        """The value for the CDK (see the class docstring): ``sleep_seconds`` minus the CDK's extra second."""
+        sleep = self.sleep_seconds(response_or_exception, attempt_count)
+        return max(sleep - self.CDK_EXTRA_SLEEP_SECONDS, 0.001)
+
+    def sleep_seconds(
+        self, response_or_exception: Optional[Union[requests.Response, requests.RequestException]], attempt_count: int
+    ) -> float:
+        """Seconds until the retry (at least ``MIN_WAIT_SECONDS``); logs the wait.
+
+        Raises:
+            AirbyteTracedException: Bitbucket asks for a longer wait than ``max_waiting_time`` allows.
+        """
         wait, cause = self._wait_and_cause(response_or_exception, max(1, attempt_count))
-        if self._budget is not None and wait > self._budget:
+        sleep = max(wait, self.MIN_WAIT_SECONDS + 0.001)
+        where = self._where()
+        who = f"{self._stream_name} ({where})" if where else self._stream_name
+        if self._budget is not None and sleep > self._budget:
             message = (
-                f"Bitbucket asked to wait {wait:.0f} s ({cause}), longer than max_waiting_time "
+                f"Bitbucket asked to wait {sleep:.0f} s ({cause}), longer than max_waiting_time "
                 f"({self._budget / 60:g} minutes) allows; stopping so that the next sync resumes from the last state."
             )
             raise AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error)
         if self._gate is not None and isinstance(response_or_exception, requests.Response) and response_or_exception.status_code == 429:
-            self._gate.close_for(wait)
+            self._gate.close_for(sleep)
         if self._budget_spent(response_or_exception):
             self._logger.warning(
-                f"{self._stream_name}: giving up after {attempt_count} attempt(s) ({cause}): the max_waiting_time "
+                f"{who}: giving up after {attempt_count} attempt(s) ({cause}): the max_waiting_time "
                 f"budget of {self._budget / 60:g} minutes is spent."
             )
-            return wait
-        resume = datetime.now(timezone.utc) + timedelta(seconds=wait + 1)
-        self._logger.info(
-            f"{self._stream_name}: waiting {wait:.1f} s before retry {attempt_count} ({cause}); "
-            f"resuming at {resume:%H:%M:%S} UTC."
-        )
-        return wait
+            return sleep
+        resume = datetime.now(timezone.utc) + timedelta(seconds=sleep)
+        self._logger.info(f"{who}: waiting {sleep:.1f} s before retry {attempt_count} ({cause}); resuming at {resume:%H:%M:%S} UTC.")
+        return sleep
 
     def _budget_spent(self, response_or_exception: Any) -> bool:
         """Whether the CDK will give up instead of retrying: its ``max_time`` counts from the first
@@ -272,6 +348,18 @@ class BitbucketBackoffStrategy(BackoffStrategy):
         if response_or_exception.ok:
             return _jittered(self.ERROR_BASE, self.ERROR_CAP, attempt), f"HTTP {status} but not a JSON page with 'values'"
         return _jittered(self.ERROR_BASE, self.ERROR_CAP, attempt), f"HTTP {status}"
+
+
+class _DropCdkRetryLine(logging.Filter):
+    """Drops the CDK's "UserDefinedBackoffException: Rate limit exceeded (HTTP 500). Retrying in N
+    seconds." line: ``BitbucketBackoffStrategy`` logs each wait itself, with its real cause, the
+    stream, the repository and the resume time."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("UserDefinedBackoffException:")
+
+
+_DROP_CDK_RETRY_LINE = _DropCdkRetryLine()
 
 
 def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> Optional[float]:

@@ -7,9 +7,6 @@ import logging
 import threading
 from datetime import datetime, timezone
 from typing import Any, List, Mapping, Optional, Tuple
-from urllib.parse import quote
-
-import requests
 from airbyte_cdk.models import AirbyteConnectionStatus, Status
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
@@ -17,12 +14,10 @@ from airbyte_cdk.sources.streams.http.requests_native_auth import BasicHttpAuthe
 from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_bitbucket.check import check_connection
 from source_bitbucket.concurrency import RateLimitGate
 from source_bitbucket.config import BitbucketConfig
-from source_bitbucket.errors import UNAUTHORIZED_MESSAGE, error_detail, forbidden_message
 from source_bitbucket.streams import Commits, Deployments, PullRequests, Repositories, WorkspaceUsers
-
-CHECK_TIMEOUT_SECONDS = 30
 
 
 class SourceBitbucket(AbstractSource):
@@ -36,13 +31,14 @@ class SourceBitbucket(AbstractSource):
 
     def __init__(self) -> None:
         super().__init__()
-        self._credentials_rejected = threading.Event()
+        self._stop_sync = threading.Event()
 
     @property
     def stop_sync_on_stream_failure(self) -> bool:
-        """Stop the whole sync once Bitbucket rejected the credentials (HTTP 401): every other stream
-        would fail the same way. Other stream failures let the next streams sync."""
-        return self._credentials_rejected.is_set()
+        """Stop the whole sync once a failure means every other stream would fail the same way
+        (HTTP 401: the credentials; HTTP 404 on a workspace listing: the workspace). Other stream
+        failures let the next streams sync."""
+        return self._stop_sync.is_set()
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """As ``AbstractSource.check``, but the failure message is shown as written (not ``repr``-quoted)."""
@@ -52,22 +48,13 @@ class SourceBitbucket(AbstractSource):
         return AirbyteConnectionStatus(status=Status.FAILED, message=message)
 
     def check_connection(self, logger: logging.Logger, config: Mapping[str, Any]) -> Tuple[bool, Optional[str]]:
-        """One request, ``GET /repositories/{workspace}?pagelen=1``: proves that the credentials are valid
-        and can read this workspace's repositories. Fails fast (no retries, no rate-limit waits)."""
+        """The credentials, the workspace and the token's scopes, in 4 requests at most (see
+        ``source_bitbucket.check``). Fails fast: no retries, no rate-limit waits."""
         try:
             parsed = BitbucketConfig.from_mapping(config)
         except AirbyteTracedException as error:
             return False, error.message
-        url = f"{parsed.api_url}/repositories/{quote(parsed.workspace, safe='')}"
-        try:
-            response = requests.get(
-                url, params={"pagelen": 1}, auth=_authenticator(parsed), timeout=CHECK_TIMEOUT_SECONDS
-            )
-        except requests.RequestException as error:
-            return False, f"Could not reach {parsed.api_url}: {type(error).__name__}. Check the network and 'api_url'."
-        if response.ok:
-            return True, None
-        return False, _check_failure_message(response, parsed)
+        return check_connection(parsed, _authenticator(parsed), logger)
 
     def streams(self, config: Mapping[str, Any]) -> List[Stream]:
         """The five streams. Raises a config error (naming the field) when the config is invalid.
@@ -85,7 +72,7 @@ class SourceBitbucket(AbstractSource):
             "sync_started_at": datetime.now(timezone.utc),
             "authenticator": _authenticator(parsed),
             "rate_limit_gate": RateLimitGate(),
-            "credentials_rejected": self._credentials_rejected,
+            "stop_sync": self._stop_sync,
         }
         parent = Repositories(**common)
         return [
@@ -100,19 +87,3 @@ class SourceBitbucket(AbstractSource):
 def _authenticator(config: BitbucketConfig) -> BasicHttpAuthenticator:
     """HTTP basic auth with the Atlassian account email and the API token (UTF-8, base64)."""
     return BasicHttpAuthenticator(username=config.email, password=config.api_token)
-
-
-def _check_failure_message(response: requests.Response, config: BitbucketConfig) -> str:
-    status = response.status_code
-    if status == 401:
-        return UNAUTHORIZED_MESSAGE
-    if status == 403:
-        return forbidden_message(response, "repositories")
-    if status == 404:
-        return (
-            f"Workspace '{config.workspace}' was not found (HTTP 404). Check 'workspace': it is the slug in "
-            "https://bitbucket.org/<workspace>/, and the token's account must be a member of it."
-        )
-    if status == 429:
-        return "Bitbucket's rate limit is exhausted for this account (HTTP 429); try again in a few minutes."
-    return f"Bitbucket answered HTTP {status} ({error_detail(response)}); try again later."

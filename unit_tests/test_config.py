@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from airbyte_cdk.models import FailureType
 
-from source_bitbucket.config import ConfigError, BitbucketConfig
+from source_bitbucket.config import ConfigError, BitbucketConfig, same_api_host
 
 TOKEN = "ATATT3xFfGF0-distinctive-secret-9c41e"
 NOW = datetime(2024, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -178,3 +178,35 @@ def test_config_is_immutable():
 def test_empty_start_date_uses_the_default():
     config = BitbucketConfig.from_mapping(build(start_date=""), now=NOW)
     assert config.start_date == datetime(2020, 1, 1, tzinfo=timezone.utc)
+
+
+# ----------------------------------------------------------------------------- same_api_host
+@pytest.mark.parametrize("link, api_url", [
+    ("https://api.bitbucket.org/2.0/repositories/acme?page=2", "https://API.bitbucket.org/2.0"),
+    ("https://api.bitbucket.org/2.0/repositories/acme?page=2", "https://api.bitbucket.org:443/2.0"),
+    ("https://api.bitbucket.org:443/2.0/x", "https://api.bitbucket.org/2.0"),
+    ("http://127.0.0.1:8765/2.0/x", "http://localhost:8765/2.0"),  # two spellings of one loopback host
+    ("http://localhost:8765/2.0/x", "http://127.0.0.1:8765/2.0"),
+    ("http://[::1]:8765/2.0/x", "http://LOCALHOST:8765/2.0"),
+])
+def test_same_api_host_compares_scheme_host_and_effective_port(link, api_url):
+    assert same_api_host(link, api_url)
+
+
+@pytest.mark.parametrize("link, api_url", [
+    ("https://evil.example.com/2.0/x", "https://api.bitbucket.org/2.0"),
+    ("http://api.bitbucket.org/2.0/x", "https://api.bitbucket.org/2.0"),  # scheme
+    ("https://api.bitbucket.org:8443/2.0/x", "https://api.bitbucket.org/2.0"),  # port
+    ("http://127.0.0.1:8766/2.0/x", "http://localhost:8765/2.0"),  # loopback, another port
+    ("https://api.bitbucket.org.evil.example.com/2.0/x", "https://api.bitbucket.org/2.0"),
+    ("https://api.bitbucket.org@evil.example.com/2.0/x", "https://api.bitbucket.org/2.0"),
+    ("https://api.bitbucket.org:notaport/2.0/x", "https://api.bitbucket.org/2.0"),
+    ("/2.0/x", "https://api.bitbucket.org/2.0"),
+])
+def test_same_api_host_refuses_another_server(link, api_url):
+    assert not same_api_host(link, api_url)
+
+
+def test_an_api_url_port_that_is_not_a_number_is_a_config_error():
+    with pytest.raises(ConfigError, match="'api_url'.*port"):
+        BitbucketConfig.from_mapping({**VALID, "api_url": "https://api.bitbucket.org:x/2.0"})

@@ -11,9 +11,10 @@ from airbyte_cdk.models import Status
 from airbyte_cdk.test.entrypoint_wrapper import _run_command, discover
 
 from source_bitbucket import SourceBitbucket
-from unit_tests.conftest import API, TOKEN, WORKSPACE
+from unit_tests.conftest import API, TOKEN, WORKSPACE, repository, repository_url
 
 LISTING = f"{API}/repositories/{WORKSPACE}"
+MEMBERS = f"{API}/workspaces/{WORKSPACE}/members"
 
 
 def run_check(config, tmp_path):
@@ -40,15 +41,88 @@ def test_spec_lists_the_config_fields_in_order_with_the_token_secret():
 
 
 @responses.activate
-def test_check_succeeds_with_one_cheap_request(config, tmp_path):
+def test_check_of_an_empty_workspace_costs_two_requests(config, tmp_path):
     responses.get(LISTING, json={"values": [], "pagelen": 1})
+    responses.get(MEMBERS, json={"values": [], "pagelen": 1})
 
     status, _ = run_check(config, tmp_path)
 
     assert status.status == Status.SUCCEEDED
+    assert [c.request.url for c in responses.calls] == [f"{LISTING}?pagelen=1", f"{MEMBERS}?pagelen=1"]
+    assert all(c.request.headers["Authorization"].startswith("Basic ") for c in responses.calls)
+
+
+def scope_error(scope):
+    return {"type": "error", "error": {"message": "Your credentials lack one or more required privilege scopes.",
+                                       "detail": {"required": [scope], "granted": ["read:repository:bitbucket"]}}}
+
+
+def probes(pull_requests, deployments, members):
+    """The check's four requests; each probe answers 200, a scope error (its scope), or a status."""
+    repo = repository(1)
+    responses.get(LISTING, json={"values": [repo], "pagelen": 1, "next": f"{LISTING}?pagelen=1&page=2"})
+    for url, answer, scope in ((repository_url(repo, "pullrequests"), pull_requests, "read:pullrequest:bitbucket"),
+                               (repository_url(repo, "deployments"), deployments, "read:pipeline:bitbucket"),
+                               (MEMBERS, members, "read:workspace:bitbucket")):
+        if answer == 200:
+            responses.get(url, json={"values": [], "pagelen": 1})
+        elif answer == "scope":
+            responses.get(url, status=403, json=scope_error(scope))
+        else:
+            responses.get(url, status=answer, body="Not Found")
+
+
+@responses.activate
+def test_check_with_every_scope_costs_four_requests(config, tmp_path):
+    probes(200, 200, 200)
+
+    status, _ = run_check(config, tmp_path)
+
+    assert status.status == Status.SUCCEEDED
+    assert len(responses.calls) == 4
+
+
+@responses.activate
+def test_check_fails_when_the_pull_request_scope_is_missing_and_names_it(config, tmp_path):
+    probes("scope", "scope", 200)
+
+    status, _ = run_check(config, tmp_path)
+
+    assert status.status == Status.FAILED
+    assert "read:pullrequest:bitbucket (for pull_requests)" in status.message
+    assert "read:pipeline:bitbucket (for deployments)" in status.message
+    assert "id.atlassian.com/manage-profile/security/api-tokens" in status.message
+
+
+@responses.activate
+def test_check_succeeds_with_a_warning_when_only_pipeline_or_workspace_scopes_are_missing(config, tmp_path):
+    probes(200, "scope", "scope")
+
+    status, output = run_check(config, tmp_path)
+
+    assert status.status == Status.SUCCEEDED
+    [warning] = [m.log.message for m in output.logs if m.log.level.value == "WARN"]
+    assert "read:pipeline:bitbucket (for deployments)" in warning and "read:workspace:bitbucket (for workspace_users)" in warning
+
+
+@responses.activate
+def test_check_does_not_count_a_404_as_a_missing_scope(config, tmp_path):
+    probes(200, 404, 200)  # Pipelines off in that repository
+
+    status, output = run_check(config, tmp_path)
+
+    assert status.status == Status.SUCCEEDED
+    assert not [m for m in output.logs if m.log.level.value == "WARN"]
+
+
+@responses.activate
+def test_check_refuses_a_next_link_to_another_host_as_a_sync_would(config, tmp_path):
+    responses.get(LISTING, json={"values": [repository(1)], "pagelen": 1, "next": "https://evil.example.com/2.0/x?page=2"})
+
+    status, _ = run_check(config, tmp_path)
+
+    assert status.status == Status.FAILED and "evil.example.com" in status.message and "'api_url'" in status.message
     assert len(responses.calls) == 1
-    assert responses.calls[0].request.url == f"{LISTING}?pagelen=1"
-    assert responses.calls[0].request.headers["Authorization"].startswith("Basic ")
 
 
 @pytest.mark.parametrize(

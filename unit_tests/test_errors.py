@@ -10,7 +10,7 @@ import requests
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.streams.http.error_handlers import ResponseAction
 
-from source_bitbucket.errors import REQUIRED_SCOPES, UNAUTHORIZED_MESSAGE, BitbucketErrorHandler, error_detail
+from source_bitbucket.errors import REQUIRED_SCOPES, UNAUTHORIZED_MESSAGE, BitbucketErrorHandler, error_detail, missing_scopes
 
 FIXTURES = Path(__file__).resolve().parent / "resource" / "bitbucket-api"
 URL = "https://api.bitbucket.org/2.0/repositories/acme/%7Bbbbb%7D/pullrequests?state=OPEN"
@@ -179,8 +179,27 @@ def test_404_fails_with_config_error_naming_the_workspace(name):
 
 @pytest.mark.parametrize("status", [403, 404])
 def test_skip_statuses_are_ignored(status):
-    resolution = handler(skip_statuses={403, 404}).interpret_response(make_response(status, SCOPES_BODY))
+    body = {"type": "error", "error": {"message": "Forbidden"}}  # no access to this one repository
+    resolution = handler(skip_statuses={403, 404}).interpret_response(make_response(status, body))
     assert resolution.response_action == ResponseAction.IGNORE
+
+
+def test_a_scope_error_fails_the_stream_even_where_403_skips_a_repository():
+    resolution = handler(stream_name="pull_requests", skip_statuses={403, 404}).interpret_response(make_response(403, SCOPES_BODY))
+    assert resolution.response_action == ResponseAction.FAIL
+    assert resolution.failure_type == FailureType.config_error
+    assert "needs the scope read:pullrequest:bitbucket" in resolution.error_message
+    assert "id.atlassian.com/manage-profile/security/api-tokens" in resolution.error_message
+
+
+@pytest.mark.parametrize("body, expected", [
+    (SCOPES_BODY, ["read:pullrequest:bitbucket"]),
+    ({"type": "error", "error": {"message": "Your credentials lack one or more required privilege scopes."}}, []),
+    ({"type": "error", "error": {"message": "Forbidden"}}, None),
+    ("Access denied. You must have write or admin access.", None),
+])
+def test_missing_scopes_tells_a_scope_error_from_other_403s(body, expected):
+    assert missing_scopes(make_response(403, body)) == expected
 
 
 def test_skip_statuses_only_skip_the_listed_status():

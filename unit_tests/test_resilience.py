@@ -48,16 +48,21 @@ def test_retry_after_as_an_http_date():
 
 
 def test_retry_after_is_honoured_and_zero_still_waits_a_little():
-    assert strategy().backoff_time(response(429, {"Retry-After": "42"}), 1) == 42.0
-    assert strategy().backoff_time(response(503, {"Retry-After": "0"}), 1) == BitbucketBackoffStrategy.MIN_WAIT_SECONDS
+    assert strategy().sleep_seconds(response(429, {"Retry-After": "42"}), 1) == 42.0
+    assert 1.0 <= strategy().sleep_seconds(response(503, {"Retry-After": "0"}), 1) <= 1.01
+
+
+def test_the_cdk_is_handed_one_second_less_than_the_sleep_because_it_adds_one():
+    assert strategy().backoff_time(response(429, {"Retry-After": "42"}), 1) == 41.0
+    assert 0 < strategy().backoff_time(response(503, {"Retry-After": "0"}), 1) < 0.01  # never 0: the CDK would ignore it
 
 
 def test_rate_limit_reset_header_is_honoured_on_429():
-    assert strategy().backoff_time(response(429, {"X-RateLimit-Reset": "120"}), 3) == 120.0
+    assert strategy().sleep_seconds(response(429, {"X-RateLimit-Reset": "120"}), 3) == 120.0
 
 
 def test_429_without_headers_backs_off_exponentially_with_jitter_up_to_the_cap():
-    waits = [strategy().backoff_time(response(429), attempt) for attempt in range(1, 10)]
+    waits = [strategy().sleep_seconds(response(429), attempt) for attempt in range(1, 10)]
     for attempt, wait in enumerate(waits, start=1):
         full = min(300.0, 5.0 * 2 ** (attempt - 1))
         assert full / 2 <= wait <= full
@@ -65,15 +70,33 @@ def test_429_without_headers_backs_off_exponentially_with_jitter_up_to_the_cap()
 
 
 def test_server_errors_and_network_errors_back_off_from_one_second():
-    assert 0.5 <= strategy().backoff_time(response(502), 1) <= 1.0
-    assert 30.0 <= strategy().backoff_time(requests.ConnectionError("reset"), 7) <= 60.0
+    assert 1.0 <= strategy().sleep_seconds(response(502), 1) <= 2.0
+    assert 30.0 <= strategy().sleep_seconds(requests.ConnectionError("reset"), 7) <= 60.0
 
 
-def test_each_wait_is_logged_with_its_length_cause_and_resume_time(caplog):
+def test_each_wait_is_logged_once_with_its_length_cause_where_and_real_resume_time(caplog):
+    named = BitbucketBackoffStrategy(logging.getLogger("test"), "pull_requests", where=lambda: "repository acme/api")
     with caplog.at_level(logging.INFO, logger="test"):
-        strategy().backoff_time(response(429, {"Retry-After": "5"}), 2)
+        before = datetime.now(timezone.utc)
+        named.backoff_time(response(429, {"Retry-After": "5"}), 2)
     [message] = [r.getMessage() for r in caplog.records]
-    assert "pull_requests: waiting 5.0 s before retry 2 (HTTP 429, Retry-After); resuming at" in message
+    assert "pull_requests (repository acme/api): waiting 5.0 s before retry 2 (HTTP 429, Retry-After); resuming at" in message
+    resume = datetime.strptime(message.rsplit("resuming at ", 1)[1], "%H:%M:%S UTC.").time()
+    expected = (before + timedelta(seconds=5)).time().replace(microsecond=0)
+    assert abs((datetime.combine(before.date(), resume) - datetime.combine(before.date(), expected)).total_seconds()) <= 1
+
+
+@responses.activate
+def test_the_cdk_retry_line_is_dropped_and_the_real_sleep_is_the_logged_wait(config, sleeps):
+    responses.get(LISTING, status=500, body="oops", headers={"Retry-After": "3"})
+    responses.get(LISTING, json=page([repository(1)]))
+
+    output = run_read(config, ["repositories"])
+
+    assert sleeps == [3.0]
+    waits = [m.log.message for m in output.logs if "before retry" in m.log.message]
+    assert waits == [waits[0]] and "repositories (workspace acme): waiting 3.0 s before retry 1 (HTTP 500, Retry-After)" in waits[0]
+    assert not [m for m in output.logs if "Rate limit exceeded" in m.log.message]
 
 
 @responses.activate
@@ -84,7 +107,7 @@ def test_429_then_success_reads_everything_after_waiting(config, sleeps):
     output = run_read(config, ["repositories"])
 
     assert len(output.records) == 1 and not output.errors
-    assert len(sleeps) == 1 and 3.5 <= sleeps[0] <= 6.0  # jittered 2.5-5 s, plus the CDK's extra second
+    assert len(sleeps) == 1 and 2.5 <= sleeps[0] <= 5.0  # jittered 2.5-5 s, as logged
 
 
 @responses.activate

@@ -172,12 +172,7 @@ def test_the_repository_listing_is_read_once_for_all_repository_scoped_streams(c
 def test_403_and_404_skip_only_that_repository_with_one_warning_and_no_retry(config):
     repos = [repository(1), repository(2), repository(3)]
     responses.get(LISTING, json=page(repos))
-    responses.get(
-        repository_url(repos[0], "deployments"),
-        status=403,
-        json={"type": "error", "error": {"message": "Your credentials lack one or more required privilege scopes.",
-                                          "detail": {"required": ["read:pipeline:bitbucket"], "granted": []}}},
-    )
+    responses.get(repository_url(repos[0], "deployments"), status=403, json={"type": "error", "error": {"message": "Forbidden"}})
     responses.get(repository_url(repos[1], "deployments"), status=404, body="Not Found")
     responses.get(repository_url(repos[2], "deployments"), json=page([{"uuid": "{d1}", "state": {"name": "IN_PROGRESS"}}]))
 
@@ -188,9 +183,30 @@ def test_403_and_404_skip_only_that_repository_with_one_warning_and_no_retry(con
     warnings = [m.log.message for m in output.logs if "Skipping repository" in m.log.message]
     assert len(warnings) == 2  # logged by the reader threads, in any order
     [forbidden] = [w for w in warnings if repos[0]["full_name"] in w]
-    assert "HTTP 403" in forbidden and "read:pipeline:bitbucket" in forbidden
+    assert "HTTP 403" in forbidden and "no access to this repository" in forbidden
     assert len(calls_to(repository_url(repos[0], "deployments"))) == 1
     assert len(calls_to(repository_url(repos[1], "deployments"))) == 1
+
+
+@responses.activate
+def test_a_scope_error_fails_the_stream_at_once_naming_the_scope(config):
+    repos = [repository(1), repository(2)]
+    responses.get(LISTING, json=page(repos))
+    for repo in repos:
+        responses.get(
+            repository_url(repo, "pullrequests"),
+            status=403,
+            json={"type": "error", "error": {"message": "Your credentials lack one or more required privilege scopes.",
+                                              "detail": {"required": ["read:pullrequest:bitbucket"], "granted": []}}},
+        )
+
+    output = run_read(config, ["pull_requests"], expect_failure=True)
+
+    assert not output.records
+    [error] = [e.trace.error for e in output.errors if e.trace.error.stream_descriptor]
+    assert error.failure_type == FailureType.config_error
+    assert "needs the scope read:pullrequest:bitbucket" in error.message
+    assert not [m for m in output.logs if "Skipping repository" in m.log.message]
 
 
 @responses.activate
@@ -402,3 +418,17 @@ def test_a_401_stops_the_whole_sync_not_just_one_stream(config):
     assert len(responses.calls) == 1  # the first stream's 401; the others are not attempted
     stream_errors = [e.trace.error for e in output.errors if e.trace.error.stream_descriptor]
     assert [e.stream_descriptor.name for e in stream_errors] == ["repositories"]
+
+
+@responses.activate
+@pytest.mark.parametrize("api_url", ["https://API.bitbucket.org/2.0", "https://api.bitbucket.org:443/2.0"])
+def test_another_spelling_of_the_api_host_follows_bitbuckets_own_next_links(config, api_url):
+    repos = [repository(1), repository(2)]
+    first = f"{api_url}/repositories/{WORKSPACE}"  # as configured; Bitbucket's links name api.bitbucket.org
+    responses.get(first, json=page(repos[:1], f"{LISTING}?page=2"), match=[responses.matchers.query_param_matcher({"pagelen": "100"})])
+    responses.get(LISTING, json=page(repos[1:]), match=[responses.matchers.query_param_matcher({"page": "2"})])
+
+    output = run_read({**config, "api_url": api_url}, ["repositories"])
+
+    assert not output.errors
+    assert [r.record.data["uuid"] for r in output.records] == [r["uuid"] for r in repos]

@@ -24,8 +24,8 @@ from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy, Err
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_bitbucket.concurrency import RateLimitGate
-from source_bitbucket.config import BitbucketConfig
-from source_bitbucket.errors import BitbucketBackoffStrategy, BitbucketErrorHandler, json_body
+from source_bitbucket.config import BitbucketConfig, same_api_host
+from source_bitbucket.errors import BitbucketBackoffStrategy, BitbucketErrorHandler, foreign_link_message, json_body
 from source_bitbucket.state import RepositoryCursors, usable_cursors
 
 def _path_of(url: str) -> str:
@@ -104,13 +104,13 @@ class BitbucketStream(HttpStream, ABC):
         config: BitbucketConfig,
         sync_started_at: datetime,
         rate_limit_gate: Optional[RateLimitGate] = None,
-        credentials_rejected: Optional[threading.Event] = None,
+        stop_sync: Optional[threading.Event] = None,
         **kwargs: Any,
     ) -> None:
         self.config = config
         self.sync_started_at = sync_started_at
         self.rate_limit_gate = rate_limit_gate or RateLimitGate()
-        self.credentials_rejected = credentials_rejected or threading.Event()
+        self.stop_sync = stop_sync or threading.Event()
         super().__init__(**kwargs)
         self._local = threading.local()
         self.cursors = RepositoryCursors(self.cursor_field or "", config.start_date, sync_started_at)
@@ -145,7 +145,7 @@ class BitbucketStream(HttpStream, ABC):
             stream_name=self.name,
             skip_statuses=self.skip_statuses,
             workspace=self.config.workspace,
-            credentials_rejected=self.credentials_rejected,
+            stop_sync=self.stop_sync,
             max_retries=MAX_RETRIES,
             max_time=timedelta(seconds=self.config.max_waiting_seconds),
         )
@@ -156,6 +156,7 @@ class BitbucketStream(HttpStream, ABC):
             stream_name=self.name,
             rate_limit_gate=self.rate_limit_gate,
             max_waiting_seconds=self.config.max_waiting_seconds,
+            where=lambda: getattr(self._local, "where", ""),
         )
 
     def request_kwargs(self, **kwargs: Any) -> Mapping[str, Any]:
@@ -199,8 +200,8 @@ class BitbucketStream(HttpStream, ABC):
         """``{"next": <absolute url>}`` from the body, or None on the last page or an ignored error.
 
         Raises:
-            AirbyteTracedException: the link points to another host than ``api_url``'s
-                (credentials are only ever sent to the configured API host), or repeats a page
+            AirbyteTracedException: the link points to another server than ``api_url``
+                (``same_api_host``: credentials are only ever sent to the configured API), or repeats a page
                 already read in this slice (a pagination loop).
         """
         if not response.ok:
@@ -208,12 +209,8 @@ class BitbucketStream(HttpStream, ABC):
         next_url = page_body(response).get("next")
         if not next_url:
             return None
-        link, api = urlparse(str(next_url)), urlparse(self.url_base)
-        if (link.scheme, link.netloc) != (api.scheme, api.netloc):
-            raise _pagination_error(
-                f"Bitbucket's next-page link points to {link.scheme}://{link.netloc or '?'}, "
-                f"not to the configured API {api.scheme}://{api.netloc}; refusing to send credentials there."
-            )
+        if not same_api_host(str(next_url), self.config.api_url):
+            raise _pagination_error(foreign_link_message(str(next_url), self.config.api_url))
         followed = self._pages_followed()
         if next_url in followed or next_url == response.request.url:
             raise _pagination_error(
@@ -238,7 +235,7 @@ class BitbucketStream(HttpStream, ABC):
         stream_slice: Optional[Mapping[str, Any]] = None,
         stream_state: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[StreamData]:
-        """Read one slice; a failure is re-raised with the stream and the repository it concerns.
+        """Read one slice; a failure is re-raised as one line naming the stream and the repository.
 
         Page-numbered listings can shift while they are read: an item that leaves the listing, or
         moves behind the pages already read, makes the item after it slide onto a page already read
@@ -247,6 +244,7 @@ class BitbucketStream(HttpStream, ABC):
         """
         repository = (stream_slice or {}).get("repository")
         where = f"repository {repository['full_name']}" if repository else f"workspace {self.config.workspace}"
+        self._local.where = where  # named by the retry logs of this thread's requests
         try:
             for walk in range(1, MAX_WALKS + 1):
                 self._local.walk = _Walk()
@@ -265,9 +263,12 @@ class BitbucketStream(HttpStream, ABC):
                         f"reading it again from the first page (walk {walk + 1} of at most {MAX_WALKS})."
                     )
         except AirbyteTracedException as error:
-            error.message = f"{self.name} ({where}): {error.message}"
-            error.internal_message = error.internal_message or error.message
-            raise
+            # One line for the user and for the sync's closing summary; the CDK has already logged
+            # the request and response in full (secrets filtered) when it raised.
+            message = f"{self.name} ({where}): {error.message or error.internal_message}"
+            raise AirbyteTracedException(
+                message=message, internal_message=message, failure_type=error.failure_type, exception=error
+            ) from error
 
     def parse_response(
         self,

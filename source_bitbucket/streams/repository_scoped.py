@@ -12,7 +12,7 @@ from airbyte_cdk.sources.streams.core import StreamData
 from airbyte_cdk.sources.streams.http import HttpSubStream
 
 from source_bitbucket.concurrency import SlicePrefetcher
-from source_bitbucket.errors import REQUIRED_SCOPES, error_detail
+from source_bitbucket.errors import error_detail
 from source_bitbucket.state import format_datetime
 from source_bitbucket.streams.base import BitbucketStream, ListingShifted
 
@@ -32,7 +32,8 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
     * State: one entry per repository uuid (see ``source_bitbucket.state``); a repository seen for
       the first time starts at ``start_date``.
     * A 403 or 404 skips the repository for this stream with one warning (no access, feature off,
-      deleted mid-sync); the sync goes on.
+      deleted mid-sync); the sync goes on. A 403 that is Bitbucket's scope error fails the stream
+      instead (``errors.missing_scopes``).
     * With ``num_workers`` > 1, ``read_slice`` runs on prefetch threads (see
       ``source_bitbucket.concurrency``) while ``read_records`` emits the slices in order.
     """
@@ -137,7 +138,7 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         """Log the one warning for a repository skipped after a 403 or 404."""
         repository = stream_slice["repository"]["full_name"]
         if response.status_code == 403:
-            hint = f"the token may lack {REQUIRED_SCOPES[self.name]} or access to this repository"
+            hint = "the token's account has no access to this repository (a missing scope would have stopped the stream)"
         else:
             hint = "the repository was deleted or renamed during the sync, or the feature is off"
         self.logger.warning(

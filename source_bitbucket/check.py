@@ -1,0 +1,139 @@
+"""The connection check: do the credentials work, and which scopes does the token lack?
+
+Requests (none of them retried or rate-limit-waited; a check answers in seconds):
+
+1. ``GET /repositories/{workspace}?pagelen=1``: the credentials, the workspace and the
+   ``read:repository:bitbucket`` scope (repositories, commits). Its ``next`` link, when there is
+   one, must pass the same host rule as a sync's (``same_api_host``).
+2. With the first repository of that page, ``GET .../{repository}/pullrequests?pagelen=1``
+   (``read:pullrequest:bitbucket``) and ``GET .../{repository}/deployments?pagelen=1``
+   (``read:pipeline:bitbucket``).
+3. ``GET /workspaces/{workspace}/members?pagelen=1`` (``read:workspace:bitbucket``).
+
+So a check costs 4 requests (2 in a workspace without repositories). Only Bitbucket's scope
+error (a 403 with ``detail.required``, see ``missing_scopes``) counts as a missing scope; any
+other answer to steps 2 and 3 (a 404 where Pipelines are off, a 429) says nothing about scopes
+and is only logged. A missing repository or pull request scope fails the check (every sync
+needs them); a missing pipeline or workspace scope only fails the streams that need it, so the
+check succeeds and logs a warning naming them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import List, Mapping, Optional, Tuple
+from urllib.parse import quote
+
+import requests
+from requests.auth import AuthBase
+
+from source_bitbucket.config import BitbucketConfig, same_api_host
+from source_bitbucket.errors import (
+    API_TOKENS_PAGE,
+    UNAUTHORIZED_MESSAGE,
+    error_detail,
+    foreign_link_message,
+    forbidden_message,
+    json_body,
+    missing_scopes,
+    workspace_not_found_message,
+)
+
+CHECK_TIMEOUT_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class ScopeProbe:
+    """One cheap request that needs one scope family.
+
+    Attributes:
+        scope: the API-token scope the request needs.
+        streams: the streams that fail without it.
+        core: whether the check fails without it (else it warns).
+        resource: the path below the repository (``pullrequests``), or None for the members listing.
+    """
+
+    scope: str
+    streams: Tuple[str, ...]
+    core: bool
+    resource: Optional[str]
+
+
+PROBES = (
+    ScopeProbe("read:pullrequest:bitbucket", ("pull_requests",), core=True, resource="pullrequests"),
+    ScopeProbe("read:pipeline:bitbucket", ("deployments",), core=False, resource="deployments"),
+    ScopeProbe("read:workspace:bitbucket", ("workspace_users",), core=False, resource=None),
+)
+
+
+def check_connection(
+    config: BitbucketConfig, auth: AuthBase, logger: logging.Logger
+) -> Tuple[bool, Optional[str]]:
+    """Run the check's requests (see the module docstring).
+
+    Returns:
+        (True, None) when a sync can run; (False, message) naming what to fix otherwise.
+    """
+    workspace = quote(config.workspace, safe="")
+    try:
+        listing = _get(f"{config.api_url}/repositories/{workspace}", auth)
+    except requests.RequestException as error:
+        return False, f"Could not reach {config.api_url}: {type(error).__name__}. Check the network and 'api_url'."
+    if not listing.ok:
+        return False, _listing_failure_message(listing, config)
+    body = json_body(listing)
+    body = body if isinstance(body, Mapping) else {}
+    next_link = body.get("next")
+    if next_link and not same_api_host(str(next_link), config.api_url):
+        return False, foreign_link_message(str(next_link), config.api_url)
+    values = body.get("values") if isinstance(body.get("values"), list) else []
+    repository = next((v.get("uuid") for v in values if isinstance(v, Mapping) and v.get("uuid")), None)
+
+    missing: List[ScopeProbe] = []
+    for probe in PROBES:
+        if probe.resource is None:
+            url = f"{config.api_url}/workspaces/{workspace}/members"
+        elif repository is not None:
+            url = f"{config.api_url}/repositories/{workspace}/{quote(str(repository), safe='')}/{probe.resource}"
+        else:
+            continue  # no repository to ask: the scope cannot be told apart from an empty workspace
+        try:
+            response = _get(url, auth)
+        except requests.RequestException as error:
+            logger.info(f"check: could not ask for {probe.scope} ({type(error).__name__}); not checked.")
+            continue
+        if missing_scopes(response) is not None:
+            missing.append(probe)
+        elif not response.ok:
+            logger.info(f"check: {probe.scope} not checked (HTTP {response.status_code}: {error_detail(response)}).")
+    if any(probe.core for probe in missing):
+        return False, _missing_scopes_message(missing)
+    if missing:
+        logger.warning(f"check: {_missing_scopes_message(missing)} The other streams can sync.")
+    return True, None
+
+
+def _get(url: str, auth: AuthBase) -> requests.Response:
+    return requests.get(url, params={"pagelen": 1}, auth=auth, timeout=CHECK_TIMEOUT_SECONDS)
+
+
+def _missing_scopes_message(missing: List[ScopeProbe]) -> str:
+    listed = "; ".join(f"{probe.scope} (for {', '.join(probe.streams)})" for probe in missing)
+    return (
+        f"The API token lacks these scopes: {listed}. Create a token with them at {API_TOKENS_PAGE} "
+        f"(Create API token with scopes, app Bitbucket) and put it in 'api_token', or leave those streams out."
+    )
+
+
+def _listing_failure_message(response: requests.Response, config: BitbucketConfig) -> str:
+    status = response.status_code
+    if status == 401:
+        return UNAUTHORIZED_MESSAGE
+    if status == 403:
+        return forbidden_message(response, "repositories")
+    if status == 404:
+        return workspace_not_found_message(config.workspace)
+    if status == 429:
+        return "Bitbucket's rate limit is exhausted for this account (HTTP 429); try again in a few minutes."
+    return f"Bitbucket answered HTTP {status} ({error_detail(response)}); try again later."
