@@ -63,6 +63,11 @@ def test_full_refresh_reads_every_record_of_every_stream_once(sandbox):
         for key, record in got.items():
             if stream != "workspace_users":
                 assert strip(record) == {k: v for k, v in expected[stream][key].items() if v is not None}, (stream, key)
+    prs = result.records["pull_requests"]  # the collection leaves them out unless asked with fields=+values...
+    assert all(isinstance(p.get("participants"), list) and isinstance(p.get("reviewers"), list) for p in prs)
+    assert sum(bool(p["reviewers"]) for p in prs) > len(prs) / 2 and any(p["participants"] for p in prs)
+    assert all(q["fields"] == ["+values.participants,+values.reviewers"]
+               for _, path, q in server.requests if path.endswith("/pullrequests"))
     assert server.request_counts()["repositories"] == 1  # one listing page, read once for all streams
     assert not any(e for e in result.errors)
     assert TOKEN not in result.stdout + result.stderr

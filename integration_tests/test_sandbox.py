@@ -200,6 +200,71 @@ def test_next_links_are_absolute_and_carry_every_param(server, http, ws):
     assert "next" not in pages[-1]
 
 
+# ------------------------------------------------------------------ fields= (partial responses)
+def test_generated_pull_requests_have_realistic_participants_and_reviewers(ws):
+    prs = ws.records("pull_requests")  # ground truth: whole objects, as GET .../pullrequests/{id} answers
+    assert sum(bool(p["reviewers"]) for p in prs) > len(prs) / 2 and any(not p["reviewers"] for p in prs)
+    roles = {x["role"] for p in prs for x in p["participants"]}
+    assert roles == {"REVIEWER", "PARTICIPANT"}
+    for p in prs:
+        reviewers = [x["user"] for x in p["participants"] if x["role"] == "REVIEWER"]
+        assert p["reviewers"] == reviewers and p["author"]["uuid"] not in {u["uuid"] for u in reviewers}
+        for x in p["participants"]:
+            assert x["type"] == "participant" and x["user"]["type"] == "user" and isinstance(x["approved"], bool)
+            assert x["state"] in (None, "approved", "changes_requested") and (x["state"] == "approved") == x["approved"]
+            assert x["participated_on"] is None or (US_DATE.match(x["participated_on"])
+                                                    and _dt(x["participated_on"]) <= _dt(p["updated_on"]))
+    assert any(x["participated_on"] is None for p in prs for x in p["participants"])
+    assert generate_workspace(seed=1).records("pull_requests") == prs  # deterministic
+
+
+def test_pull_request_collection_leaves_out_participants_and_reviewers_unless_added(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pullrequests"
+    everything = {"state": ["OPEN", "MERGED", "DECLINED", "SUPERSEDED"], "pagelen": 50}
+    truth = {p["id"]: p for p in ws.records("pull_requests") if p["destination"]["repository"]["uuid"] == repo.uuid}
+    plain, _ = walk(http, url, everything)
+    assert plain and all("participants" not in p and "reviewers" not in p for p in plain)
+    assert all(p == {k: v for k, v in truth[p["id"]].items() if k not in ("participants", "reviewers")} for p in plain)
+    added, pages = walk(http, url, {**everything, "fields": "+values.participants,+values.reviewers"})
+    assert added == [truth[p["id"]] for p in plain] and any(p["reviewers"] for p in added)
+    assert {"next", "page", "pagelen", "size"} <= set(pages[0])  # + keeps the page wrapper
+    one, _ = walk(http, url, {**everything, "fields": "+values.reviewers"})
+    assert all("reviewers" in p and "participants" not in p for p in one)
+    single = http.get(f"{url}/{plain[0]['id']}").json()  # the self URL includes them
+    assert single == truth[plain[0]["id"]] and "participants" in single and "reviewers" in single
+
+
+def test_fields_removal_whitelist_and_wildcards(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pullrequests"
+    removed = http.get(url, params={"fields": "-values.links,-values.summary,-size"}).json()
+    assert "size" not in removed and "next" in removed
+    assert all("links" not in p and "summary" not in p and "title" in p for p in removed["values"])
+    only = http.get(url, params={"fields": "values.id,values.state"}).json()
+    assert set(only) == {"values"} and all(set(p) == {"id", "state"} for p in only["values"])  # no next: not asked
+    paged = http.get(url, params={"fields": "values.id,values.author.display_name,next,page,pagelen,size",
+                                  "pagelen": 3}).json()
+    assert set(paged) == {"values", "next", "page", "pagelen", "size"} and paged["next"].startswith(server.api_url)
+    assert all(set(p) == {"id", "author"} and set(p["author"]) == {"display_name"} for p in paged["values"])
+    second = http.get(paged["next"]).json()  # the next link keeps fields=
+    assert set(second) == {"values", "next", "page", "pagelen", "size"} and second["page"] == 2
+    named = http.get(url, params={"fields": "values.id,values.reviewers"}).json()  # naming a hidden field includes it
+    assert all(set(p) == {"id", "reviewers"} for p in named["values"])
+    mixed = http.get(url, params={"fields": "values.id,+values.participants,-values.participants.user"}).json()
+    assert all(set(p) == {"id", "participants"} for p in mixed["values"])
+    assert all("user" not in x and "role" in x for p in mixed["values"] for x in p["participants"])
+    star = http.get(url, params={"fields": "values.*"}).json()
+    assert set(star) == {"values"} and all("participants" in p and "title" in p for p in star["values"])
+    raw_plus = http.get(url + "?fields=+values.participants").json()  # a bare + is a space: plain whitelist
+    assert set(raw_plus) == {"values"} and all(set(p) == {"participants"} for p in raw_plus["values"])
+    repository = http.get(f"{server.api_url}/repositories/{ws.slug}/{repo.slug}", params={"fields": "uuid,slug"}).json()
+    assert repository == {"uuid": repo.uuid, "slug": repo.slug}
+    commits = http.get(f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/commits",
+                       params={"fields": "values.hash,next"}).json()
+    assert set(commits) == {"values", "next"} and all(set(c) == {"hash"} for c in commits["values"])
+
+
 # ------------------------------------------------------------------ commits
 def test_commits_iterator_pagination_and_topological_order(server, http, ws):
     repo = busiest(ws)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import shapes
 from .models import Account, Deployment, Member, PullRequest, Repository, new_deployment
+from .people import draw_participants
 from .util import SECOND, deploy_micros, fmt_us, fmt_z, from_datetime, new_hash, no_gc, to_datetime
 
 DEFAULT_NOW = "2026-11-01T00:00:00+00:00"
@@ -53,6 +54,7 @@ class Workspace:
         self.seed = seed
         self.now_us = now_us
         self.rng = random.Random(f"{seed}:mutations")
+        self.people_rng = random.Random(f"{seed}:people-mutations")  # reviewers of new pull requests
         self.lock = threading.RLock()
         self.version = 0
         self.changes: List[Dict[str, Any]] = []
@@ -235,6 +237,8 @@ class Workspace:
             source_branch=branch, source_hash=repo.graph.commits[tip].hash, dest_branch=repo.main_name,
             dest_hash=repo.graph.commits[base].hash, close_source_branch=self.rng.random() < 0.5,
         )
+        users = [m.account for m in self.members if m.account.type == "user"]
+        pr.participants = [p for p in draw_participants(self.people_rng, pr, users) if p.role == "REVIEWER"]
         repo.pull_requests.append(pr)
         repo.updated_us = self.now_us
         return {"repository": repo.slug, "id": pr.id, "branch": branch, "commits": [pr.source_hash]}
@@ -271,6 +275,10 @@ class Workspace:
         else:
             pr.comment_count += 1
         pr.updated_us = self.tick()
+        if pr.state == "MERGED":  # the merge was approved by its first reviewer
+            reviewer = next((p for p in pr.participants if p.role == "REVIEWER"), None)
+            if reviewer is not None and not reviewer.approved:
+                reviewer.approved, reviewer.state, reviewer.participated_us = True, "approved", pr.updated_us
         return {"repository": repo.slug, "id": pr.id, "from": before, "to": pr.state, "updated_on": fmt_us(pr.updated_us)}
 
     @_mutation

@@ -211,8 +211,24 @@ def _endpoint(ws, repo, branch: str, hash_: str) -> Dict[str, Any]:
     return {"branch": {"name": branch}, "commit": commit_ref(full, hash_[:12]), "repository": repository_ref(ws, repo)}
 
 
+def participant(p) -> Dict[str, Any]:
+    """One entry of a pull request's ``participants``."""
+    return {
+        "type": "participant",
+        "user": account(p.account),
+        "role": p.role,
+        "approved": p.approved,
+        "state": p.state,
+        "participated_on": fmt_us(p.participated_us) if p.participated_us is not None else None,
+    }
+
+
 def pullrequest(ws, repo, pr) -> Dict[str, Any]:
-    """A ``pullrequest`` as listed by ``GET .../pullrequests`` (no participants/reviewers)."""
+    """A whole ``pullrequest``, as ``GET .../pullrequests/{id}`` answers it.
+
+    The collection leaves out ``participants`` and ``reviewers`` unless asked with ``fields=``
+    (``api.HIDDEN``).
+    """
     full = f"{ws.slug}/{repo.slug}"
     api = f"{API}/repositories/{full}"
     base = f"{api}/pullrequests/{pr.id}"
@@ -242,6 +258,8 @@ def pullrequest(ws, repo, pr) -> Dict[str, Any]:
         "source": _endpoint(ws, repo, pr.source_branch, pr.source_hash),
         "links": {"self": _link(base), "html": _link(f"{WEB}/{full}/pull-requests/{pr.id}"), **links},
         "summary": rendered(pr.description),
+        "participants": [participant(p) for p in pr.participants],
+        "reviewers": [account(p.account) for p in pr.participants if p.role == "REVIEWER"],
     }
 
 
