@@ -200,6 +200,27 @@ def test_next_links_are_absolute_and_carry_every_param(server, http, ws):
     assert "next" not in pages[-1]
 
 
+def test_links_are_built_from_the_host_header_as_sent(server, http, ws):
+    repo = busiest(ws)
+    local = f"http://localhost:{server.port}/2.0"
+    first = http.get(f"{local}/repositories/{ws.slug}", params={"pagelen": 3})
+    assert first.status_code == 200 and first.json()["next"].startswith(f"{local}/repositories/{ws.slug}?")
+    second = http.get(first.json()["next"]).json()
+    assert second["previous"].startswith(f"{local}/repositories/{ws.slug}?") and second["next"].startswith(local)
+    value = first.json()["values"][0]
+    assert value["links"]["self"]["href"] == f"{local}/repositories/{ws.slug}/{value['slug']}"
+    assert value["links"]["html"]["href"].startswith("https://bitbucket.org/")  # web links stay on bitbucket.org
+    prs = http.get(f"{local}/repositories/{ws.slug}/{repo.slug}/pullrequests",
+                   params={"fields": "+values.reviewers", "state": "MERGED"}).text
+    assert "api.bitbucket.org" not in prs and "127.0.0.1" not in prs and f'"{local}/' in prs
+    proxied = http.get(f"{server.api_url}/repositories/{ws.slug}", params={"pagelen": 3},
+                       headers={"Host": "bitbucket.internal:8443"}).json()
+    assert proxied["next"].startswith(f"http://bitbucket.internal:8443/2.0/repositories/{ws.slug}?")
+    assert proxied["values"][0]["links"]["self"]["href"].startswith("http://bitbucket.internal:8443/2.0/")
+    assert ws.records("repositories", local)[0] == value  # ground truth with the same base
+    assert ws.records("repositories")[0]["links"]["self"]["href"].startswith("https://api.bitbucket.org/2.0/")
+
+
 # ------------------------------------------------------------------ fields= (partial responses)
 def test_generated_pull_requests_have_realistic_participants_and_reviewers(ws):
     prs = ws.records("pull_requests")  # ground truth: whole objects, as GET .../pullrequests/{id} answers
@@ -222,7 +243,7 @@ def test_pull_request_collection_leaves_out_participants_and_reviewers_unless_ad
     repo = busiest(ws)
     url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pullrequests"
     everything = {"state": ["OPEN", "MERGED", "DECLINED", "SUPERSEDED"], "pagelen": 50}
-    truth = {p["id"]: p for p in ws.records("pull_requests") if p["destination"]["repository"]["uuid"] == repo.uuid}
+    truth = {p["id"]: p for p in ws.records("pull_requests", server.api_url) if p["destination"]["repository"]["uuid"] == repo.uuid}
     plain, _ = walk(http, url, everything)
     assert plain and all("participants" not in p and "reviewers" not in p for p in plain)
     assert all(p == {k: v for k, v in truth[p["id"]].items() if k not in ("participants", "reviewers")} for p in plain)
@@ -334,7 +355,7 @@ def test_deployments_rules(server, http, ws):
     empty = next(r for r in ws.repositories if r.main_name is None)
     assert http.get(f"{server.api_url}/repositories/{ws.slug}/{empty.slug}/deployments").json()["values"] == []
     members = walk(http, f"{server.api_url}/workspaces/{ws.slug}/members", {"pagelen": 5})[0]
-    assert members == ws.records("workspace_users")
+    assert members == ws.records("workspace_users", server.api_url)
 
 
 # ------------------------------------------------------------------ faults

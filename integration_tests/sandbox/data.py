@@ -9,6 +9,7 @@ the ground truth a connector's output can be compared with.
 from __future__ import annotations
 
 import functools
+import json
 import random
 import threading
 from datetime import datetime
@@ -117,12 +118,18 @@ class Workspace:
         """Render a workspace membership."""
         return shapes.membership(self, member)
 
-    def records(self, stream: str) -> List[Dict[str, Any]]:
+    def records(self, stream: str, api_url: Optional[str] = None) -> List[Dict[str, Any]]:
         """Ground truth: every current API object of a stream, across all repositories.
 
-        Repositories by created_on, pull requests by repository then id, commits in each
-        repository's ``/commits`` order (reachable commits only), deployments newest first.
+        Repositories by created_on, pull requests by repository then id (whole objects, with
+        ``participants`` and ``reviewers``), commits in each repository's ``/commits`` order (reachable
+        commits only), deployments newest first. API hrefs point at ``https://api.bitbucket.org/2.0``,
+        or at ``api_url`` when given (e.g. ``server.api_url``: what a client of that server receives).
         """
+        out = self._records(stream)
+        return out if api_url is None else json.loads(shapes.rebase(json.dumps(out).encode(), api_url))
+
+    def _records(self, stream: str) -> List[Dict[str, Any]]:
         with self.lock, no_gc():
             repos = sorted(self.repositories, key=lambda r: (r.created_us, r.slug))
             if stream == "repositories":

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from .api import Api, Request, Response, endpoint_kind, error_response, json_response
 from .data import MUTATIONS, STREAMS
+from .shapes import rebase
 from .faults import ALTERING, FaultRule, FaultSet
 from .faults import KINDS as FAULT_KINDS
 
@@ -157,9 +158,20 @@ class SandboxServer:
             return False
         return user.lower() == self.email.lower() and password == self.api_token
 
+    def request_origin(self, headers) -> str:
+        """``http://`` + the request's Host header as sent (port included); the server's origin without one.
+
+        Every link of an answer (``next``, ``previous``, ``links.self``, every API href) is built on it.
+        """
+        host = (headers.get("Host") or "").strip()
+        if not host or any(c.isspace() or c in '"\\/?#@' for c in host):
+            return self.origin
+        return f"http://{host}"
+
     def answer_api(self, method: str, path: str, query: str, body: bytes, headers) -> Optional[Response]:
         """Log, delay, fault-check, authenticate and route one API request (None = drop the connection)."""
         self._log(method, path, query)
+        origin = self.request_origin(headers)
         latency, rule = self.faults.take(path + ("?" + query if query else ""))
         if self.latency_ms or latency:
             time.sleep((self.latency_ms + latency) / 1000)
@@ -172,21 +184,23 @@ class SandboxServer:
         if method == "POST" and body:
             pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         with self.workspace.lock:
-            resp = self.api.handle(Request(method, path, pairs, self.origin))
+            resp = self.api.handle(Request(method, path, pairs, origin))
+        if resp.content_type == "application/json":
+            resp.body = rebase(resp.body, f"{origin}/2.0")
         if rule is not None and resp.status == 200 and resp.content_type == "application/json":
-            resp = self._alter(rule, resp, path, query)
+            resp = self._alter(rule, resp, origin, path, query)
         return resp
 
-    def _alter(self, rule: FaultRule, resp: Response, path: str, query: str) -> Response:
+    def _alter(self, rule: FaultRule, resp: Response, origin: str, path: str, query: str) -> Response:
         if rule.kind == "malformed_json":
             resp.body = resp.body[: max(1, len(resp.body) // 2)]
             return resp
         doc = json.loads(resp.body)
         if isinstance(doc, dict):
             if rule.kind == "repeat_next":
-                doc["next"] = f"{self.origin}{path}" + (f"?{query}" if query else "")
+                doc["next"] = f"{origin}{path}" + (f"?{query}" if query else "")
             else:
-                target = urlsplit(doc.get("next") or f"{self.origin}{path}?{query}")
+                target = urlsplit(doc.get("next") or f"{origin}{path}?{query}")
                 doc["next"] = f"https://evil.example.com{target.path}" + (f"?{target.query}" if target.query else "")
             resp.body = json.dumps(doc).encode()
         return resp

@@ -3,12 +3,14 @@
 Field names, nesting, nulls and date formats follow the recorded payloads in
 ``shared/fixtures/bitbucket-api`` (repository_single__devlake, pullrequests__devlake,
 commits__go-scm/codecov, deployments__faros, user_permissions_workspaces__codecov).
-Links point at api.bitbucket.org like real payloads do; only pagination links point at the sandbox.
+Links are built on api.bitbucket.org; the server rebases them (``rebase``) onto the origin the request
+was sent to, as Bitbucket builds its links from the request's Host.
 """
 
 from __future__ import annotations
 
 import html as _html
+import json
 from typing import Any, Dict, Optional
 
 from .util import fmt_naive, fmt_s, fmt_us, fmt_z
@@ -16,6 +18,14 @@ from .util import fmt_naive, fmt_s, fmt_us, fmt_z
 API = "https://api.bitbucket.org/2.0"
 WEB = "https://bitbucket.org"
 AVATAR = {"href": "https://avatars.example.com/default.png"}
+
+
+def rebase(body: bytes, api_url: str) -> bytes:
+    """Point every API href of a serialised answer (``https://api.bitbucket.org/2.0...``) at ``api_url``.
+
+    Web links (``https://bitbucket.org/...``: html, clone, avatars) stay, as on Bitbucket itself.
+    """
+    return body.replace(b'"' + API.encode(), b'"' + json.dumps(api_url)[1:-1].encode())
 
 
 def _q(uuid: str) -> str:
