@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
 
-from integration_tests.sandbox import FAULT_KINDS, SandboxServer, generate_workspace
+from integration_tests.sandbox import ALL_SCOPES, FAULT_KINDS, SandboxServer, generate_workspace
 
 EMAIL, TOKEN = "dev@example.com", "sandbox-token"
 US_DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
@@ -372,14 +372,17 @@ def test_each_fault_fires_as_configured(server, http, ws, kind):
             http.get(url)
     else:
         resp = http.get(url)
-        expected = {"429": 429, "500": 500, "502_html": 502, "403": 403, "404": 404}.get(kind, 200)
+        expected = {"429": 429, "500": 500, "502_html": 502, "403": 403, "403_scope": 403, "404": 404}.get(kind, 200)
         assert resp.status_code == expected
         if kind == "429":
             assert resp.text == "Rate limit for this resource has been exceeded" and resp.headers["Retry-After"] == "7"
         elif kind == "502_html":
             assert resp.headers["Content-Type"].startswith("text/html") and "<html>" in resp.text
         elif kind == "403":
+            assert resp.json() == {"type": "error", "error": {"message": "Forbidden"}}
+        elif kind == "403_scope":
             assert resp.json()["error"]["detail"]["required"] == ["read:pullrequest:bitbucket"]
+            assert "read:pullrequest:bitbucket" not in resp.json()["error"]["detail"]["granted"]
         elif kind in ("500", "404"):
             assert resp.json()["type"] == "error"
         elif kind == "malformed_json":
@@ -404,6 +407,74 @@ def test_fault_forever_clear_and_server_latency(server, http, ws):
         started = time.monotonic()
         assert http.get(f"{slow.api_url}/user").status_code == 200
         assert time.monotonic() - started >= 0.15
+
+
+def test_a_fault_by_repository_matches_its_slug_and_its_uuid_and_nothing_else(server, http, ws):
+    repo, other = busiest(ws), next(r for r in ws.repositories if r is not busiest(ws))
+    base = f"{server.api_url}/repositories/{ws.slug}"
+    by_uuid = f"{base}/{quote(repo.uuid, safe='')}"  # as the connector asks: %7B...%7D
+    rule = server.add_fault("403", repository=repo.slug.upper(), times=None)
+    assert [http.get(u).status_code for u in (f"{base}/{repo.slug}/pullrequests", f"{by_uuid}/commits",
+                                               f"{by_uuid}/deployments", by_uuid)] == [403, 403, 403, 403]
+    assert http.get(f"{by_uuid}/pullrequests").json() == {"type": "error", "error": {"message": "Forbidden"}}
+    assert http.get(f"{base}/{other.slug}/pullrequests").status_code == 200
+    assert http.get(base).status_code == 200 and rule.fired == 5  # the listing concerns no one repository
+    server.clear_faults()
+    server.add_fault("500", path_contains="/deployments", repository=repo.uuid.strip("{}"), times=None)  # braces optional
+    assert http.get(f"{base}/{repo.slug}/deployments").status_code == 500
+    assert http.get(f"{base}/{repo.slug}/commits").status_code == 200  # path_contains still applies
+    assert http.get(f"{base}/{quote(other.uuid, safe='')}/deployments").status_code == 200
+    control = server.api_url.replace("/2.0", "/_sandbox")
+    server.clear_faults()
+    made = requests.post(f"{control}/faults", json={"kind": "404", "repository": repo.uuid, "times": 1})
+    assert made.status_code == 201 and made.json()["repository"] == repo.uuid
+    assert http.get(f"{base}/{repo.slug}/commits").status_code == 404 and http.get(f"{base}/{repo.slug}/commits").ok
+
+
+@pytest.mark.parametrize("path, scope", [
+    ("/repositories/{ws}", "read:repository:bitbucket"),
+    ("/repositories/{ws}/{repo}", "read:repository:bitbucket"),
+    ("/repositories/{ws}/{repo}/commits", "read:repository:bitbucket"),
+    ("/repositories/{ws}/{uuid}/pullrequests", "read:pullrequest:bitbucket"),
+    ("/repositories/{ws}/{repo}/pullrequests/1", "read:pullrequest:bitbucket"),
+    ("/repositories/{ws}/{uuid}/deployments", "read:pipeline:bitbucket"),
+    ("/repositories/{ws}/{repo}/environments", "read:pipeline:bitbucket"),
+    ("/repositories/{ws}/{repo}/pipelines", "read:pipeline:bitbucket"),
+    ("/workspaces/{ws}/members", "read:workspace:bitbucket"),
+    ("/workspaces/{ws}", "read:workspace:bitbucket"),
+])
+def test_each_endpoint_requires_its_scope(ws, http, path, scope):
+    repo = busiest(ws)
+    path = path.format(ws=ws.slug, repo=repo.slug, uuid=quote(repo.uuid, safe=""))
+    others = [s for s in ALL_SCOPES if s != scope]
+    with SandboxServer(ws, email=EMAIL, api_token=TOKEN, scopes=others) as srv:
+        refused = http.get(srv.api_url + path)
+        assert refused.status_code == 403 and refused.json() == {"type": "error", "error": {
+            "message": "Your credentials lack one or more required privilege scopes.",
+            "detail": {"granted": others, "required": [scope]}}}
+        assert list(refused.json()["error"]["detail"]) == ["granted", "required"]
+        assert requests.get(srv.api_url + path).status_code == 401  # authentication comes first
+        srv.scopes = [scope]
+        assert http.get(srv.api_url + path).status_code != 403
+    with SandboxServer(ws, email=EMAIL, api_token=TOKEN) as srv:  # scopes=None: all granted
+        assert http.get(srv.api_url + path).status_code != 403
+
+
+def test_scopes_at_run_time_and_in_info(server, http, ws):
+    control = server.api_url.replace("/2.0", "/_sandbox")
+    assert requests.get(f"{control}/scopes").json() == {"scopes": None, "granted": list(ALL_SCOPES)}
+    put = requests.put(f"{control}/scopes", json={"scopes": ["read:repository:bitbucket"]})
+    assert put.status_code == 200 and server.scopes == ["read:repository:bitbucket"]
+    assert requests.get(f"{control}/info").json()["scopes"] == ["read:repository:bitbucket"]
+    assert http.get(f"{server.api_url}/repositories/{ws.slug}").status_code == 200
+    members = http.get(f"{server.api_url}/workspaces/{ws.slug}/members")
+    assert members.status_code == 403 and members.json()["error"]["detail"] == {
+        "granted": ["read:repository:bitbucket"], "required": ["read:workspace:bitbucket"]}
+    assert requests.put(f"{control}/scopes", json={"scopes": "read:repository:bitbucket"}).status_code == 400
+    assert requests.put(f"{control}/scopes", json={"scopes": None}).status_code == 200 and server.scopes is None
+    assert http.get(f"{server.api_url}/workspaces/{ws.slug}/members").status_code == 200
+    listing = requests.get(f"{control}/").json()
+    assert "GET|PUT /_sandbox/scopes" in listing and "repository" in listing["POST /_sandbox/faults"]["body"]
 
 
 # ------------------------------------------------------------------ control endpoints, request log
