@@ -210,7 +210,7 @@ FAILING_RUNS = [
     FailingRun("401_check", "check", server_token="another-token"),
     FailingRun("401_read", "read", server_token="another-token"),
     FailingRun("403_on_members_and_one_repository_read", "read",
-               arm=lambda s, w: (s.add_fault("403", "/members", None),
+               arm=lambda s, w: (s.add_fault("403_scope", "/members", None),
                                  s.add_fault("403", _path_of_the_repository_with_most_deployments(w, "deployments"), None))),
     FailingRun("500_until_the_budget_is_spent_read", "read", arm=_fault("500", lambda w: "/pullrequests"),
                change=lambda conf: conf.update(max_waiting_time=0.03)),

@@ -24,8 +24,9 @@ def truth_key(stream: str, record: Mapping[str, Any]) -> Tuple:
     }[stream](record)
 
 
-def truth(workspace) -> Dict[str, Dict[Tuple, Mapping[str, Any]]]:
-    return {s: {truth_key(s, r): r for r in workspace.records(s)} for s in cli.STREAMS}
+def truth(workspace, api_url: str) -> Dict[str, Dict[Tuple, Mapping[str, Any]]]:
+    """Every stream's current objects by key, with their hrefs on ``api_url`` as the connector receives them."""
+    return {s: {truth_key(s, r): r for r in workspace.records(s, api_url)} for s in cli.STREAMS}
 
 
 def emitted(result: cli.SyncResult, stream: str) -> Dict[Tuple, Mapping[str, Any]]:
@@ -56,13 +57,18 @@ def test_full_refresh_reads_every_record_of_every_stream_once(sandbox):
     result = cli.run("read", config, cli.catalog(modes))
 
     assert result.returncode == 0, result.errors
-    expected = truth(workspace)
+    expected = truth(workspace, server.api_url)
     for stream in cli.STREAMS:
         got = emitted(result, stream)
         assert got.keys() == expected[stream].keys(), stream
         for key, record in got.items():
             if stream != "workspace_users":
                 assert strip(record) == {k: v for k, v in expected[stream][key].items() if v is not None}, (stream, key)
+    prs = result.records["pull_requests"]  # the collection leaves them out unless asked with fields=+values...
+    assert all(isinstance(p.get("participants"), list) and isinstance(p.get("reviewers"), list) for p in prs)
+    assert sum(bool(p["reviewers"]) for p in prs) > len(prs) / 2 and any(p["participants"] for p in prs)
+    assert all(q["fields"] == ["+values.participants,+values.reviewers"]
+               for _, path, q in server.requests if path.endswith("/pullrequests"))
     assert server.request_counts()["repositories"] == 1  # one listing page, read once for all streams
     assert not any(e for e in result.errors)
     assert TOKEN not in result.stdout + result.stderr
@@ -72,7 +78,7 @@ def test_an_incremental_sync_after_changes_emits_exactly_what_changed_and_loses_
     workspace, server, config = sandbox
     first = cli.run("read", config, cli.catalog())
     assert first.returncode == 0, first.errors
-    before = truth(workspace)
+    before = truth(workspace, server.api_url)
     for stream in cli.STREAMS:
         assert emitted(first, stream).keys() == before[stream].keys(), stream
     assert {s["stream"]["stream_descriptor"]["name"] for s in first.states} == set(cli.STREAMS)
@@ -90,7 +96,7 @@ def test_an_incremental_sync_after_changes_emits_exactly_what_changed_and_loses_
     workspace.complete_deployment(running_repo, running["uuid"])
     workspace.update_repository(slugs[4])
     workspace.add_member()
-    after = truth(workspace)
+    after = truth(workspace, server.api_url)
     server.reset_requests()
 
     second = cli.run("read", config, cli.catalog(), state=first.final_state())

@@ -5,7 +5,10 @@ The schema is Airbyte's ``ConnectorMetadataDefinitionV0`` (JSON Schema draft-07 
 It is validated offline with jsonschema + referencing, handling three upstream quirks in memory:
 the files' ``$id``s disagree (file names become the URIs), ``ConnectorReleases.yaml`` uses the
 non-standard ``type: dict``, and YAML dates must stay strings (the schema wants ``format: date``).
-No docker engine is needed: the Dockerfile is only parsed.
+No docker engine is needed: the Dockerfile is only parsed. Also pinned: LICENSE is the full text of
+the license metadata.yaml declares, the icon it names is a valid SVG, one version / image tag in
+metadata.yaml, setup.py, the Dockerfile, README and docs (and the docs' Changelog), the supported Python
+versions, and acceptance-test-config.yml at the root.
 """
 
 from __future__ import annotations
@@ -205,3 +208,88 @@ def test_the_docs_page_lists_the_discovered_streams_keys_cursors_and_the_current
     assert scopes == discovered.keys()
     changelog = _markdown_table(docs, "| Version | Date |")
     assert changelog[0][0] == metadata["data"]["dockerImageTag"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The license, the icon, one version everywhere, the acceptance-test config where airbyte-ci looks.
+
+MIT_BODY = (
+    'Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated '
+    'documentation files (the "Software"), to deal in the Software without restriction, including without limitation '
+    "the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and "
+    "to permit persons to whom the Software is furnished to do so, subject to the following conditions: The above "
+    "copyright notice and this permission notice shall be included in all copies or substantial portions of the "
+    'Software. THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT '
+    "LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT "
+    "SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION "
+    "OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER "
+    "DEALINGS IN THE SOFTWARE."
+)
+LICENSE_TEXTS = {"MIT": ("MIT License", MIT_BODY, "License :: OSI Approved :: MIT License")}
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_the_license_file_is_the_full_text_of_the_license_metadata_declares(metadata):
+    declared = metadata["data"]["license"]
+    assert declared in LICENSE_TEXTS, f"no reference text for license {declared!r}"
+    title, body, classifier = LICENSE_TEXTS[declared]
+    text = (PROJECT_ROOT / "LICENSE").read_text(encoding="utf-8")
+    lines = text.strip().splitlines()
+    assert lines[0] == title and re.fullmatch(r"Copyright \(c\) \d{4} \S.*", lines[2])
+    assert " ".join(" ".join(lines[3:]).split()) == body  # the whole standard text, nothing more
+    keywords = setup_keywords()
+    assert keywords["license"] == declared and classifier in keywords["classifiers"]
+
+
+def test_the_icon_metadata_names_is_a_valid_standalone_svg(metadata):
+    import xml.etree.ElementTree as ElementTree
+
+    icon = PROJECT_ROOT / metadata["data"]["icon"]
+    assert metadata["data"]["icon"] == "icon.svg" and icon.is_file()
+    text = icon.read_text(encoding="utf-8")
+    root = ElementTree.fromstring(text)
+    assert root.tag == f"{SVG}svg" and len(root.get("viewBox", "").split()) == 4
+    shapes = [e for e in root.iter() if e.tag in {f"{SVG}{t}" for t in ("path", "rect", "circle", "polygon", "ellipse")}]
+    assert len(shapes) >= 2
+    assert not [e for e in root.iter() if e.tag in (f"{SVG}script", f"{SVG}image", f"{SVG}foreignObject")]
+    assert "href" not in text and "<!DOCTYPE" not in text and len(text) < 10_000
+
+
+def test_one_version_and_image_tag_everywhere(metadata):
+    tag = metadata["data"]["dockerImageTag"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag)
+    assert setup_keywords()["version"] == tag
+    labels = dict(args.split("=", 1) for name, args in dockerfile_instructions() if name == "LABEL")
+    assert labels["io.airbyte.version"] == tag
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    docs = (PROJECT_ROOT / "docs" / "bitbucket.md").read_text(encoding="utf-8")
+    for name, text in (("README.md", readme), ("docs/bitbucket.md", docs)):
+        assert f"tag `{tag}`" in text, name
+        assert set(re.findall(r"tag `([^`]+)`", text)) == {tag}, name
+        assert set(re.findall(r"airbyte/source-bitbucket:([\w.-]+)", text)) <= {tag}, name
+    assert f"airbyte/source-bitbucket:{tag}" in readme
+    changelog = _markdown_table(docs, "| Version | Date |")
+    assert changelog[0][0] == tag and all(re.fullmatch(r"\d{4}-\d\d-\d\d", row[1]) for row in changelog)
+    assert len({row[0] for row in changelog}) == len(changelog)
+
+
+def test_the_supported_python_versions_agree():
+    keywords = setup_keywords()
+    assert keywords["python_requires"] == ">=3.10,<3.14"
+    listed = [c.rsplit(" ", 1)[1] for c in keywords["classifiers"] if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)]
+    assert listed == ["3.10", "3.11", "3.12", "3.13"]
+    assert "Python 3.10–3.13" in (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_acceptance_test_config_is_at_the_root_and_every_path_it_names_exists():
+    from integration_tests import test_standard_suite
+
+    config_file = PROJECT_ROOT / "acceptance-test-config.yml"
+    assert config_file.is_file() and not (PROJECT_ROOT / "integration_tests" / "acceptance-test-config.yml").exists()
+    assert test_standard_suite.ACCEPTANCE_TEST_CONFIG == config_file
+    config = load_yaml(config_file)
+    assert config["connector_image"] == "airbyte/source-bitbucket:dev"  # the image airbyte-ci builds to test
+    paths = set(re.findall(r"^\s*-?\s*\w+_path: \"?([^\"\s]+)", config_file.read_text(), flags=re.M))
+    assert "integration_tests/configured_catalog.json" in paths
+    for path in paths - {"secrets/config.json"}:
+        assert (PROJECT_ROOT / path).is_file(), path

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
 
-from integration_tests.sandbox import FAULT_KINDS, SandboxServer, generate_workspace
+from integration_tests.sandbox import ALL_SCOPES, FAULT_KINDS, SandboxServer, generate_workspace
 
 EMAIL, TOKEN = "dev@example.com", "sandbox-token"
 US_DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
@@ -200,6 +200,92 @@ def test_next_links_are_absolute_and_carry_every_param(server, http, ws):
     assert "next" not in pages[-1]
 
 
+def test_links_are_built_from_the_host_header_as_sent(server, http, ws):
+    repo = busiest(ws)
+    local = f"http://localhost:{server.port}/2.0"
+    first = http.get(f"{local}/repositories/{ws.slug}", params={"pagelen": 3})
+    assert first.status_code == 200 and first.json()["next"].startswith(f"{local}/repositories/{ws.slug}?")
+    second = http.get(first.json()["next"]).json()
+    assert second["previous"].startswith(f"{local}/repositories/{ws.slug}?") and second["next"].startswith(local)
+    value = first.json()["values"][0]
+    assert value["links"]["self"]["href"] == f"{local}/repositories/{ws.slug}/{value['slug']}"
+    assert value["links"]["html"]["href"].startswith("https://bitbucket.org/")  # web links stay on bitbucket.org
+    prs = http.get(f"{local}/repositories/{ws.slug}/{repo.slug}/pullrequests",
+                   params={"fields": "+values.reviewers", "state": "MERGED"}).text
+    assert "api.bitbucket.org" not in prs and "127.0.0.1" not in prs and f'"{local}/' in prs
+    proxied = http.get(f"{server.api_url}/repositories/{ws.slug}", params={"pagelen": 3},
+                       headers={"Host": "bitbucket.internal:8443"}).json()
+    assert proxied["next"].startswith(f"http://bitbucket.internal:8443/2.0/repositories/{ws.slug}?")
+    assert proxied["values"][0]["links"]["self"]["href"].startswith("http://bitbucket.internal:8443/2.0/")
+    assert ws.records("repositories", local)[0] == value  # ground truth with the same base
+    assert ws.records("repositories")[0]["links"]["self"]["href"].startswith("https://api.bitbucket.org/2.0/")
+
+
+# ------------------------------------------------------------------ fields= (partial responses)
+def test_generated_pull_requests_have_realistic_participants_and_reviewers(ws):
+    prs = ws.records("pull_requests")  # ground truth: whole objects, as GET .../pullrequests/{id} answers
+    assert sum(bool(p["reviewers"]) for p in prs) > len(prs) / 2 and any(not p["reviewers"] for p in prs)
+    roles = {x["role"] for p in prs for x in p["participants"]}
+    assert roles == {"REVIEWER", "PARTICIPANT"}
+    for p in prs:
+        reviewers = [x["user"] for x in p["participants"] if x["role"] == "REVIEWER"]
+        assert p["reviewers"] == reviewers and p["author"]["uuid"] not in {u["uuid"] for u in reviewers}
+        for x in p["participants"]:
+            assert x["type"] == "participant" and x["user"]["type"] == "user" and isinstance(x["approved"], bool)
+            assert x["state"] in (None, "approved", "changes_requested") and (x["state"] == "approved") == x["approved"]
+            assert x["participated_on"] is None or (US_DATE.match(x["participated_on"])
+                                                    and _dt(x["participated_on"]) <= _dt(p["updated_on"]))
+    assert any(x["participated_on"] is None for p in prs for x in p["participants"])
+    assert generate_workspace(seed=1).records("pull_requests") == prs  # deterministic
+
+
+def test_pull_request_collection_leaves_out_participants_and_reviewers_unless_added(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pullrequests"
+    everything = {"state": ["OPEN", "MERGED", "DECLINED", "SUPERSEDED"], "pagelen": 50}
+    truth = {p["id"]: p for p in ws.records("pull_requests", server.api_url) if p["destination"]["repository"]["uuid"] == repo.uuid}
+    plain, _ = walk(http, url, everything)
+    assert plain and all("participants" not in p and "reviewers" not in p for p in plain)
+    assert all(p == {k: v for k, v in truth[p["id"]].items() if k not in ("participants", "reviewers")} for p in plain)
+    added, pages = walk(http, url, {**everything, "fields": "+values.participants,+values.reviewers"})
+    assert added == [truth[p["id"]] for p in plain] and any(p["reviewers"] for p in added)
+    assert {"next", "page", "pagelen", "size"} <= set(pages[0])  # + keeps the page wrapper
+    one, _ = walk(http, url, {**everything, "fields": "+values.reviewers"})
+    assert all("reviewers" in p and "participants" not in p for p in one)
+    single = http.get(f"{url}/{plain[0]['id']}").json()  # the self URL includes them
+    assert single == truth[plain[0]["id"]] and "participants" in single and "reviewers" in single
+
+
+def test_fields_removal_whitelist_and_wildcards(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pullrequests"
+    removed = http.get(url, params={"fields": "-values.links,-values.summary,-size"}).json()
+    assert "size" not in removed and "next" in removed
+    assert all("links" not in p and "summary" not in p and "title" in p for p in removed["values"])
+    only = http.get(url, params={"fields": "values.id,values.state"}).json()
+    assert set(only) == {"values"} and all(set(p) == {"id", "state"} for p in only["values"])  # no next: not asked
+    paged = http.get(url, params={"fields": "values.id,values.author.display_name,next,page,pagelen,size",
+                                  "pagelen": 3}).json()
+    assert set(paged) == {"values", "next", "page", "pagelen", "size"} and paged["next"].startswith(server.api_url)
+    assert all(set(p) == {"id", "author"} and set(p["author"]) == {"display_name"} for p in paged["values"])
+    second = http.get(paged["next"]).json()  # the next link keeps fields=
+    assert set(second) == {"values", "next", "page", "pagelen", "size"} and second["page"] == 2
+    named = http.get(url, params={"fields": "values.id,values.reviewers"}).json()  # naming a hidden field includes it
+    assert all(set(p) == {"id", "reviewers"} for p in named["values"])
+    mixed = http.get(url, params={"fields": "values.id,+values.participants,-values.participants.user"}).json()
+    assert all(set(p) == {"id", "participants"} for p in mixed["values"])
+    assert all("user" not in x and "role" in x for p in mixed["values"] for x in p["participants"])
+    star = http.get(url, params={"fields": "values.*"}).json()
+    assert set(star) == {"values"} and all("participants" in p and "title" in p for p in star["values"])
+    raw_plus = http.get(url + "?fields=+values.participants").json()  # a bare + is a space: plain whitelist
+    assert set(raw_plus) == {"values"} and all(set(p) == {"participants"} for p in raw_plus["values"])
+    repository = http.get(f"{server.api_url}/repositories/{ws.slug}/{repo.slug}", params={"fields": "uuid,slug"}).json()
+    assert repository == {"uuid": repo.uuid, "slug": repo.slug}
+    commits = http.get(f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/commits",
+                       params={"fields": "values.hash,next"}).json()
+    assert set(commits) == {"values", "next"} and all(set(c) == {"hash"} for c in commits["values"])
+
+
 # ------------------------------------------------------------------ commits
 def test_commits_iterator_pagination_and_topological_order(server, http, ws):
     repo = busiest(ws)
@@ -269,7 +355,7 @@ def test_deployments_rules(server, http, ws):
     empty = next(r for r in ws.repositories if r.main_name is None)
     assert http.get(f"{server.api_url}/repositories/{ws.slug}/{empty.slug}/deployments").json()["values"] == []
     members = walk(http, f"{server.api_url}/workspaces/{ws.slug}/members", {"pagelen": 5})[0]
-    assert members == ws.records("workspace_users")
+    assert members == ws.records("workspace_users", server.api_url)
 
 
 # ------------------------------------------------------------------ faults
@@ -286,14 +372,17 @@ def test_each_fault_fires_as_configured(server, http, ws, kind):
             http.get(url)
     else:
         resp = http.get(url)
-        expected = {"429": 429, "500": 500, "502_html": 502, "403": 403, "404": 404}.get(kind, 200)
+        expected = {"429": 429, "500": 500, "502_html": 502, "403": 403, "403_scope": 403, "404": 404}.get(kind, 200)
         assert resp.status_code == expected
         if kind == "429":
             assert resp.text == "Rate limit for this resource has been exceeded" and resp.headers["Retry-After"] == "7"
         elif kind == "502_html":
             assert resp.headers["Content-Type"].startswith("text/html") and "<html>" in resp.text
         elif kind == "403":
+            assert resp.json() == {"type": "error", "error": {"message": "Forbidden"}}
+        elif kind == "403_scope":
             assert resp.json()["error"]["detail"]["required"] == ["read:pullrequest:bitbucket"]
+            assert "read:pullrequest:bitbucket" not in resp.json()["error"]["detail"]["granted"]
         elif kind in ("500", "404"):
             assert resp.json()["type"] == "error"
         elif kind == "malformed_json":
@@ -318,6 +407,74 @@ def test_fault_forever_clear_and_server_latency(server, http, ws):
         started = time.monotonic()
         assert http.get(f"{slow.api_url}/user").status_code == 200
         assert time.monotonic() - started >= 0.15
+
+
+def test_a_fault_by_repository_matches_its_slug_and_its_uuid_and_nothing_else(server, http, ws):
+    repo, other = busiest(ws), next(r for r in ws.repositories if r is not busiest(ws))
+    base = f"{server.api_url}/repositories/{ws.slug}"
+    by_uuid = f"{base}/{quote(repo.uuid, safe='')}"  # as the connector asks: %7B...%7D
+    rule = server.add_fault("403", repository=repo.slug.upper(), times=None)
+    assert [http.get(u).status_code for u in (f"{base}/{repo.slug}/pullrequests", f"{by_uuid}/commits",
+                                               f"{by_uuid}/deployments", by_uuid)] == [403, 403, 403, 403]
+    assert http.get(f"{by_uuid}/pullrequests").json() == {"type": "error", "error": {"message": "Forbidden"}}
+    assert http.get(f"{base}/{other.slug}/pullrequests").status_code == 200
+    assert http.get(base).status_code == 200 and rule.fired == 5  # the listing concerns no one repository
+    server.clear_faults()
+    server.add_fault("500", path_contains="/deployments", repository=repo.uuid.strip("{}"), times=None)  # braces optional
+    assert http.get(f"{base}/{repo.slug}/deployments").status_code == 500
+    assert http.get(f"{base}/{repo.slug}/commits").status_code == 200  # path_contains still applies
+    assert http.get(f"{base}/{quote(other.uuid, safe='')}/deployments").status_code == 200
+    control = server.api_url.replace("/2.0", "/_sandbox")
+    server.clear_faults()
+    made = requests.post(f"{control}/faults", json={"kind": "404", "repository": repo.uuid, "times": 1})
+    assert made.status_code == 201 and made.json()["repository"] == repo.uuid
+    assert http.get(f"{base}/{repo.slug}/commits").status_code == 404 and http.get(f"{base}/{repo.slug}/commits").ok
+
+
+@pytest.mark.parametrize("path, scope", [
+    ("/repositories/{ws}", "read:repository:bitbucket"),
+    ("/repositories/{ws}/{repo}", "read:repository:bitbucket"),
+    ("/repositories/{ws}/{repo}/commits", "read:repository:bitbucket"),
+    ("/repositories/{ws}/{uuid}/pullrequests", "read:pullrequest:bitbucket"),
+    ("/repositories/{ws}/{repo}/pullrequests/1", "read:pullrequest:bitbucket"),
+    ("/repositories/{ws}/{uuid}/deployments", "read:pipeline:bitbucket"),
+    ("/repositories/{ws}/{repo}/environments", "read:pipeline:bitbucket"),
+    ("/repositories/{ws}/{repo}/pipelines", "read:pipeline:bitbucket"),
+    ("/workspaces/{ws}/members", "read:workspace:bitbucket"),
+    ("/workspaces/{ws}", "read:workspace:bitbucket"),
+])
+def test_each_endpoint_requires_its_scope(ws, http, path, scope):
+    repo = busiest(ws)
+    path = path.format(ws=ws.slug, repo=repo.slug, uuid=quote(repo.uuid, safe=""))
+    others = [s for s in ALL_SCOPES if s != scope]
+    with SandboxServer(ws, email=EMAIL, api_token=TOKEN, scopes=others) as srv:
+        refused = http.get(srv.api_url + path)
+        assert refused.status_code == 403 and refused.json() == {"type": "error", "error": {
+            "message": "Your credentials lack one or more required privilege scopes.",
+            "detail": {"granted": others, "required": [scope]}}}
+        assert list(refused.json()["error"]["detail"]) == ["granted", "required"]
+        assert requests.get(srv.api_url + path).status_code == 401  # authentication comes first
+        srv.scopes = [scope]
+        assert http.get(srv.api_url + path).status_code != 403
+    with SandboxServer(ws, email=EMAIL, api_token=TOKEN) as srv:  # scopes=None: all granted
+        assert http.get(srv.api_url + path).status_code != 403
+
+
+def test_scopes_at_run_time_and_in_info(server, http, ws):
+    control = server.api_url.replace("/2.0", "/_sandbox")
+    assert requests.get(f"{control}/scopes").json() == {"scopes": None, "granted": list(ALL_SCOPES)}
+    put = requests.put(f"{control}/scopes", json={"scopes": ["read:repository:bitbucket"]})
+    assert put.status_code == 200 and server.scopes == ["read:repository:bitbucket"]
+    assert requests.get(f"{control}/info").json()["scopes"] == ["read:repository:bitbucket"]
+    assert http.get(f"{server.api_url}/repositories/{ws.slug}").status_code == 200
+    members = http.get(f"{server.api_url}/workspaces/{ws.slug}/members")
+    assert members.status_code == 403 and members.json()["error"]["detail"] == {
+        "granted": ["read:repository:bitbucket"], "required": ["read:workspace:bitbucket"]}
+    assert requests.put(f"{control}/scopes", json={"scopes": "read:repository:bitbucket"}).status_code == 400
+    assert requests.put(f"{control}/scopes", json={"scopes": None}).status_code == 200 and server.scopes is None
+    assert http.get(f"{server.api_url}/workspaces/{ws.slug}/members").status_code == 200
+    listing = requests.get(f"{control}/").json()
+    assert "GET|PUT /_sandbox/scopes" in listing and "repository" in listing["POST /_sandbox/faults"]["body"]
 
 
 # ------------------------------------------------------------------ control endpoints, request log

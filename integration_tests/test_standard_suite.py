@@ -1,7 +1,7 @@
 """Airbyte's standard connector tests (``airbyte_cdk.test.standard_tests``) against the local sandbox.
 
-The scenarios come from ``acceptance-test-config.yml`` (in integration_tests/, or in the root folder,
-where airbyte-ci looks for it), the file the Connector Acceptance Tests read. In airbyte-ci,
+The scenarios come from ``acceptance-test-config.yml`` in the connector's root folder (where
+airbyte-ci and the CDK look for it), the file the Connector Acceptance Tests read. In airbyte-ci,
 ``secrets/config.json`` is the config of a real workspace (never committed). Here, every
 scenario of that config runs against the sandbox instead: the first time pytest asks for the
 scenarios (at collection), a sandbox workspace is served on a free port of 127.0.0.1 for the rest
@@ -40,13 +40,8 @@ from integration_tests.sandbox import SandboxServer, generate_workspace
 from source_bitbucket import SourceBitbucket
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# airbyte-ci and the CDK look for acceptance-test-config.yml in the connector's root folder; this
-# project keeps it in integration_tests/. Either place works here.
-ACCEPTANCE_TEST_CONFIG = next(
-    (p for p in (PROJECT_ROOT / "acceptance-test-config.yml", PROJECT_ROOT / "integration_tests" / "acceptance-test-config.yml")
-     if p.is_file()),
-    PROJECT_ROOT / "integration_tests" / "acceptance-test-config.yml",
-)
+# airbyte-ci and the CDK look for acceptance-test-config.yml in the connector's root folder.
+ACCEPTANCE_TEST_CONFIG = PROJECT_ROOT / "acceptance-test-config.yml"
 WORKSPACE_CONFIG = Path("secrets/config.json")  # as written in acceptance-test-config.yml
 CONFIG_ENV = "SOURCE_BITBUCKET_STANDARD_TESTS_CONFIG"
 EMAIL, TOKEN = "dev@example.com", "sandbox-token-standard-tests-3e9a"
@@ -96,8 +91,7 @@ class TestSourceBitbucketStandard(SourceTestSuiteBase):
 
     @classmethod
     def get_connector_root_dir(cls) -> Path:
-        # The CDK looks upward from this file for metadata.yaml / acceptance-test-config.yml and
-        # would stop at integration_tests/ (which holds acceptance-test-config.yml).
+        # The CDK looks upward from this file for metadata.yaml / acceptance-test-config.yml: the root.
         return PROJECT_ROOT
 
     @classproperty

@@ -9,6 +9,9 @@ Typical use in a test::
         ...                                    # first sync against server.api_url
         ws.push_commits("api-gateway", 3)      # change the data between two syncs
         truth = ws.records("commits")          # ground truth, raw API shape
+        server.add_fault("403", repository="api-gateway", times=None)   # no access to one repository
+    with SandboxServer(ws, scopes=["read:repository:bitbucket"]) as server:
+        ...                                    # pull requests, deployments, members answer 403 (scope)
 
 Run ``python -m integration_tests.sandbox --help`` to serve it from a terminal.
 """
@@ -16,7 +19,8 @@ Run ``python -m integration_tests.sandbox --help`` to serve it from a terminal.
 from .data import MUTATIONS, STREAMS, Workspace, generate_workspace
 from .faults import KINDS as FAULT_KINDS
 from .faults import FaultRule, FaultSet
+from .scopes import ALL_SCOPES
 from .server import SandboxServer
 
-__all__ = ["FAULT_KINDS", "MUTATIONS", "STREAMS", "FaultRule", "FaultSet", "SandboxServer", "Workspace",
+__all__ = ["ALL_SCOPES", "FAULT_KINDS", "MUTATIONS", "STREAMS", "FaultRule", "FaultSet", "SandboxServer", "Workspace",
            "generate_workspace"]

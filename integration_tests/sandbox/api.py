@@ -4,7 +4,8 @@ Rules (from ``shared/docs/bitbucket-api-notes.md``): page-number pagination with
 lists, iterator pagination with an opaque ``page`` token on commits, pagelen caps answered with
 ``400 Invalid pagelen``, BBQL ``q`` and ``sort`` on repositories and pull requests, OPEN-only default
 for pull requests, include/exclude on commits, ``sort`` rejected on deployments, absolute ``next``
-links that repeat every original query parameter.
+links that repeat every original query parameter, ``fields=`` partial responses (``fields.py``; pull
+request collection pages leave out ``participants`` and ``reviewers`` unless added with ``+``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlencode
 
-from . import shapes
+from . import fields, shapes
 from .bbql import MISSING, BBQLError, compile_query, lookup
 from .util import fmt_us
 
@@ -32,6 +33,8 @@ FAST = {
     "pr": {"updated_on": lambda p: fmt_us(p.updated_us), "created_on": lambda p: fmt_us(p.created_us),
            "state": lambda p: p.state, "id": lambda p: p.id, "title": lambda p: p.title},
 }
+# What a collection leaves out of its values unless asked with fields=+values.x (the self URL includes them).
+HIDDEN = {"pullrequests": (("values", "participants"), ("values", "reviewers"))}
 NO_API = ("There is no API hosted at this URL.\n\nFor information about our API's, please refer to the "
           "documentation at: https://developer.atlassian.com/bitbucket/api/2/reference/")
 
@@ -141,14 +144,14 @@ class Api:
         if req.method not in ("GET", "POST") or (req.method == "POST" and "commits" not in p[3:4]):
             raise ApiError(405, f"Method {req.method} not allowed on this resource")
         if p == ["user"]:
-            return json_response(200, shapes.user(self.ws.owner))
+            return _ok(req, shapes.user(self.ws.owner))
         if p == ["user", "workspaces"]:
             return self._paged(req, [self.ws], lambda w: {"type": "workspace_access", "administrator": True,
                                                           "workspace": shapes.workspace_ref(w)}, 10, 100)
         if len(p) >= 2 and p[0] in ("workspaces", "repositories"):
             self._workspace(p[1])
             if p[0] == "workspaces" and len(p) == 2:
-                return json_response(200, shapes.workspace(self.ws))
+                return _ok(req, shapes.workspace(self.ws))
             if p[0] == "workspaces" and p[2:] == ["members"]:
                 return self._paged(req, self.ws.members, self.ws.membership_api, 10, 100)
             if p[0] == "repositories" and len(p) == 2:
@@ -160,14 +163,14 @@ class Api:
     def _repository_route(self, req: Request, repo, rest: List[str]) -> Response:
         ws = self.ws
         if not rest:
-            return json_response(200, ws.repository_api(repo))
+            return _ok(req, ws.repository_api(repo))
         if rest == ["pullrequests"]:
             return self._pullrequests(req, repo)
         if rest[0] == "pullrequests" and len(rest) == 2:
             pr = next((x for x in repo.pull_requests if str(x.id) == rest[1]), None)
             if pr is None:
                 raise ApiError(404, f"Pull request {rest[1]} not found")
-            return json_response(200, {**ws.pull_request_api(repo, pr), "participants": [], "reviewers": []})
+            return _ok(req, ws.pull_request_api(repo, pr))
         if rest[0] == "commits":
             return self._commits(req, repo, "/".join(rest[1:]) or None)
         if rest == ["deployments"]:
@@ -178,7 +181,7 @@ class Api:
             dep = next((d for d in repo.deployments if d.uuid == rest[1]), None)
             if dep is None:
                 raise ApiError(404, f"Deployment {rest[1]} not found")
-            return json_response(200, ws.deployment_api(repo, dep))
+            return _ok(req, ws.deployment_api(repo, dep))
         if rest == ["refs", "branches"]:
             graph = repo.graph
             names = sorted(graph.branches)
@@ -197,7 +200,8 @@ class Api:
         return repo
 
     # ------------------------------------------------------------ lists
-    def _paged(self, req: Request, items: Sequence, render: Callable, default: int, maximum: int) -> Response:
+    def _paged(self, req: Request, items: Sequence, render: Callable, default: int, maximum: int,
+               hidden: Sequence[fields.Path] = ()) -> Response:
         pagelen = req.int_param("pagelen", default, "Invalid pagelen")
         if pagelen < 1 or pagelen > maximum:
             raise ApiError(400, "Invalid pagelen")
@@ -211,7 +215,7 @@ class Api:
             body["next"] = req.link(page=str(page + 1))
         if page > 1:
             body["previous"] = req.link(page=str(page - 1))
-        return json_response(200, body)
+        return _ok(req, body, hidden)
 
     def _select(self, req: Request, key: tuple, items: Sequence, render: Callable, fast: Dict, fields) -> List:
         """Apply ``q`` and ``sort`` (cached per workspace version)."""
@@ -271,7 +275,7 @@ class Api:
 
         selected = self._select(req, ("pullrequests", repo.uuid, tuple(sorted(wanted))), prs, render, FAST["pr"],
                                 PR_FIELDS)
-        return self._paged(req, selected, render, 10, 50)
+        return self._paged(req, selected, render, 10, 50, HIDDEN["pullrequests"])
 
     def _commits(self, req: Request, repo, revision: Optional[str]) -> Response:
         pagelen = req.int_param("pagelen", 30, "Invalid pagelen")
@@ -303,7 +307,13 @@ class Api:
         body: Dict[str, Any] = {"values": [self.ws.commit_api(repo, idx) for idx in chunk], "pagelen": pagelen}
         if offset + pagelen < len(order):
             body["next"] = req.link(page=_encode_token(listing_id, offset + pagelen))
-        return json_response(200, body)
+        return _ok(req, body)
+
+
+def _ok(req: Request, body: Any, hidden: Sequence[fields.Path] = ()) -> Response:
+    """A 200 answer of ``body`` shaped by the request's ``fields`` (and the resource's hidden fields)."""
+    wanted = req.all("fields")
+    return json_response(200, fields.apply(body, wanted, hidden) if wanted or hidden else body)
 
 
 def _sortable(value: Any) -> Any:

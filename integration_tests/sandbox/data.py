@@ -9,6 +9,7 @@ the ground truth a connector's output can be compared with.
 from __future__ import annotations
 
 import functools
+import json
 import random
 import threading
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import shapes
 from .models import Account, Deployment, Member, PullRequest, Repository, new_deployment
+from .people import draw_participants
 from .util import SECOND, deploy_micros, fmt_us, fmt_z, from_datetime, new_hash, no_gc, to_datetime
 
 DEFAULT_NOW = "2026-11-01T00:00:00+00:00"
@@ -53,6 +55,7 @@ class Workspace:
         self.seed = seed
         self.now_us = now_us
         self.rng = random.Random(f"{seed}:mutations")
+        self.people_rng = random.Random(f"{seed}:people-mutations")  # reviewers of new pull requests
         self.lock = threading.RLock()
         self.version = 0
         self.changes: List[Dict[str, Any]] = []
@@ -115,12 +118,18 @@ class Workspace:
         """Render a workspace membership."""
         return shapes.membership(self, member)
 
-    def records(self, stream: str) -> List[Dict[str, Any]]:
+    def records(self, stream: str, api_url: Optional[str] = None) -> List[Dict[str, Any]]:
         """Ground truth: every current API object of a stream, across all repositories.
 
-        Repositories by created_on, pull requests by repository then id, commits in each
-        repository's ``/commits`` order (reachable commits only), deployments newest first.
+        Repositories by created_on, pull requests by repository then id (whole objects, with
+        ``participants`` and ``reviewers``), commits in each repository's ``/commits`` order (reachable
+        commits only), deployments newest first. API hrefs point at ``https://api.bitbucket.org/2.0``,
+        or at ``api_url`` when given (e.g. ``server.api_url``: what a client of that server receives).
         """
+        out = self._records(stream)
+        return out if api_url is None else json.loads(shapes.rebase(json.dumps(out).encode(), api_url))
+
+    def _records(self, stream: str) -> List[Dict[str, Any]]:
         with self.lock, no_gc():
             repos = sorted(self.repositories, key=lambda r: (r.created_us, r.slug))
             if stream == "repositories":
@@ -235,6 +244,8 @@ class Workspace:
             source_branch=branch, source_hash=repo.graph.commits[tip].hash, dest_branch=repo.main_name,
             dest_hash=repo.graph.commits[base].hash, close_source_branch=self.rng.random() < 0.5,
         )
+        users = [m.account for m in self.members if m.account.type == "user"]
+        pr.participants = [p for p in draw_participants(self.people_rng, pr, users) if p.role == "REVIEWER"]
         repo.pull_requests.append(pr)
         repo.updated_us = self.now_us
         return {"repository": repo.slug, "id": pr.id, "branch": branch, "commits": [pr.source_hash]}
@@ -271,6 +282,10 @@ class Workspace:
         else:
             pr.comment_count += 1
         pr.updated_us = self.tick()
+        if pr.state == "MERGED":  # the merge was approved by its first reviewer
+            reviewer = next((p for p in pr.participants if p.role == "REVIEWER"), None)
+            if reviewer is not None and not reviewer.approved:
+                reviewer.approved, reviewer.state, reviewer.participated_us = True, "approved", pr.updated_us
         return {"repository": repo.slug, "id": pr.id, "from": before, "to": pr.state, "updated_on": fmt_us(pr.updated_us)}
 
     @_mutation

@@ -31,8 +31,24 @@ class Member:
         self.account, self.added_us, self.last_accessed_us = account, added_us, last_accessed_us
 
 
+class Participant:
+    """One entry of a pull request's ``participants``: a REVIEWER or a PARTICIPANT (commenter).
+
+    ``state`` is ``approved``, ``changes_requested`` or None; ``participated_us`` None renders
+    ``participated_on: null`` (a reviewer who has not acted yet).
+    """
+
+    def __init__(self, account, role: str, approved: bool = False, state: Optional[str] = None,
+                 participated_us: Optional[int] = None):
+        self.account, self.role, self.approved, self.state = account, role, approved, state
+        self.participated_us = participated_us
+
+
 class PullRequest:
-    """A pull request; hashes are full 40-char SHAs (rendered abbreviated to 12)."""
+    """A pull request; hashes are full 40-char SHAs (rendered abbreviated to 12).
+
+    ``participants`` lists :class:`Participant`; the reviewers are those with role REVIEWER.
+    """
 
     def __init__(self, **fields):
         self.id = 0
@@ -45,6 +61,7 @@ class PullRequest:
         self.merge_hash: Optional[str] = None
         self.comment_count = self.task_count = 0
         self.close_source_branch = False
+        self.participants: List[Participant] = []
         self.__dict__.update(fields)
 
 

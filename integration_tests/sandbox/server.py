@@ -1,8 +1,9 @@
 """``SandboxServer``: a real HTTP server on 127.0.0.1 serving a generated Bitbucket workspace.
 
-Basic auth (email + API token) is required on ``/2.0/...``; ``/_sandbox/...`` control endpoints
-(mutate, faults, requests, records, info) need none and are not logged. Every API request is logged,
-delayed by ``latency_ms`` and checked against the fault rules before being answered.
+Basic auth (email + API token) is required on ``/2.0/...``, and the token's ``scopes`` (``scopes.py``;
+None = all) decide which endpoints answer; ``/_sandbox/...`` control endpoints (mutate, faults, scopes,
+requests, records, info) need none and are not logged. Every API request is logged, delayed by
+``latency_ms`` and checked against the fault rules before being answered.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import traceback
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
+from . import scopes as scope_rules
 from .api import Api, Request, Response, endpoint_kind, error_response, json_response
 from .data import MUTATIONS, STREAMS
-from .faults import ALTERING, FaultRule, FaultSet
+from .shapes import rebase
+from .faults import ALTERING, FaultRule, FaultSet, repository_key
 from .faults import KINDS as FAULT_KINDS
 
 UNAUTHORIZED = (
@@ -32,18 +35,19 @@ UNAUTHORIZED = (
 )
 BAD_GATEWAY = ("<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body><h1>Bad Gateway</h1>"
                "<p>The server returned an invalid or incomplete response.</p></body></html>\n")
-SCOPES = {"pullrequests": "read:pullrequest:bitbucket", "deployments": "read:pipeline:bitbucket",
-          "members": "read:workspace:bitbucket"}
-
 
 CONTROL_HELP = {
     "POST /_sandbox/mutate": {"body": {"op": "one of " + ", ".join(MUTATIONS), "args": {"repo_slug": "..."}},
                               "example": {"op": "push_commits", "args": {"repo_slug": "api-gateway", "n": 3}}},
-    "POST /_sandbox/faults": {"body": {"kind": "one of " + ", ".join(FAULT_KINDS), "path_contains": "/commits", "times": 2}},
+    "POST /_sandbox/faults": {"body": {"kind": "one of " + ", ".join(FAULT_KINDS), "path_contains": "/commits",
+                                       "repository": "slug or {uuid} (optional, matches either)", "times": 2},
+                              "example": {"kind": "403", "repository": "api-gateway", "times": None}},
     "GET|DELETE /_sandbox/faults": "list or clear the fault rules",
     "GET|DELETE /_sandbox/requests": "the request log and counts per endpoint, or clear it",
     "GET /_sandbox/records/{stream}": "ground truth: every current object of a stream",
-    "GET /_sandbox/info": "api_url, credentials, workspace, clock",
+    "GET|PUT /_sandbox/scopes": {"body": {"scopes": ["read:repository:bitbucket", "..."]},
+                                 "meaning": "the token's scopes (null = all); a missing one answers 403"},
+    "GET /_sandbox/info": "api_url, credentials, scopes, workspace, clock",
 }
 
 
@@ -53,12 +57,16 @@ class SandboxServer:
     Use as a context manager (or ``start()`` / ``stop()``); ``api_url`` is
     ``http://127.0.0.1:PORT/2.0``. ``requests`` is the log of API calls as
     ``(method, path, {param: [values]})``; ``faults`` / ``add_fault`` inject failures at run time.
+    ``scopes``: the token's scopes (None = every scope granted; settable at run time); an endpoint whose
+    scope is missing answers Bitbucket's 403 (``scopes.py``).
     """
 
     def __init__(self, workspace, email: str = "dev@example.com", api_token: str = "sandbox-token",
-                 latency_ms: int = 0, port: int = 0, host: str = "127.0.0.1", verbose: bool = False):
+                 latency_ms: int = 0, port: int = 0, host: str = "127.0.0.1", verbose: bool = False,
+                 scopes: Optional[List[str]] = None):
         self.workspace = workspace
         self.email, self.api_token = email, api_token
+        self.scopes = None if scopes is None else list(scopes)
         self.latency_ms = latency_ms
         self.host, self.port, self.verbose = host, port, verbose
         self.faults = FaultSet()
@@ -139,7 +147,7 @@ class SandboxServer:
 
     # ------------------------------------------------------------ faults
     def add_fault(self, kind: str, path_contains: Optional[str] = None, times: Optional[int] = 1, **options) -> FaultRule:
-        """Arm a fault rule (see ``faults.py`` for kinds and options) and return it."""
+        """Arm a fault rule (see ``faults.py`` for kinds and options, e.g. ``repository="slug-or-{uuid}"``)."""
         return self.faults.add(kind, path_contains, times, **options)
 
     def clear_faults(self) -> None:
@@ -157,36 +165,66 @@ class SandboxServer:
             return False
         return user.lower() == self.email.lower() and password == self.api_token
 
+    def request_origin(self, headers) -> str:
+        """``http://`` + the request's Host header as sent (port included); the server's origin without one.
+
+        Every link of an answer (``next``, ``previous``, ``links.self``, every API href) is built on it.
+        """
+        host = (headers.get("Host") or "").strip()
+        if not host or any(c.isspace() or c in '"\\/?#@' for c in host):
+            return self.origin
+        return f"http://{host}"
+
     def answer_api(self, method: str, path: str, query: str, body: bytes, headers) -> Optional[Response]:
         """Log, delay, fault-check, authenticate and route one API request (None = drop the connection)."""
         self._log(method, path, query)
-        latency, rule = self.faults.take(path + ("?" + query if query else ""))
+        origin = self.request_origin(headers)
+        latency, rule = self.faults.take(path + ("?" + query if query else ""), self.repository_keys(path))
         if self.latency_ms or latency:
             time.sleep((self.latency_ms + latency) / 1000)
         if rule is not None and rule.kind not in ALTERING:
-            return _fault_response(rule, path)
+            return _fault_response(rule, path, self.scopes)
         if not self.authorized(headers.get("Authorization")):
             return Response(401, UNAUTHORIZED.encode(), "text/plain",
                             {"WWW-Authenticate": 'Basic realm="Bitbucket.org HTTP"'})
+        refused = scope_rules.check(path, self.scopes)
+        if refused is not None:
+            return refused
         pairs = parse_qsl(query, keep_blank_values=True)
         if method == "POST" and body:
             pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         with self.workspace.lock:
-            resp = self.api.handle(Request(method, path, pairs, self.origin))
+            resp = self.api.handle(Request(method, path, pairs, origin))
+        if resp.content_type == "application/json":
+            resp.body = rebase(resp.body, f"{origin}/2.0")
         if rule is not None and resp.status == 200 and resp.content_type == "application/json":
-            resp = self._alter(rule, resp, path, query)
+            resp = self._alter(rule, resp, origin, path, query)
         return resp
 
-    def _alter(self, rule: FaultRule, resp: Response, path: str, query: str) -> Response:
+    def repository_keys(self, path: str) -> Tuple[str, ...]:
+        """The identifiers (``repository_key`` of slug and uuid) of the repository a path concerns, if any.
+
+        A repository the workspace does not know (deleted) keeps the identifier the path names.
+        """
+        parts = [unquote(p) for p in path.split("/") if p]
+        if len(parts) < 4 or parts[:2] != ["2.0", "repositories"]:
+            return ()
+        with self.workspace.lock:
+            repo = self.workspace.repository(parts[3])
+        if repo is None:
+            return (repository_key(parts[3]),)
+        return repository_key(repo.slug), repository_key(repo.uuid)
+
+    def _alter(self, rule: FaultRule, resp: Response, origin: str, path: str, query: str) -> Response:
         if rule.kind == "malformed_json":
             resp.body = resp.body[: max(1, len(resp.body) // 2)]
             return resp
         doc = json.loads(resp.body)
         if isinstance(doc, dict):
             if rule.kind == "repeat_next":
-                doc["next"] = f"{self.origin}{path}" + (f"?{query}" if query else "")
+                doc["next"] = f"{origin}{path}" + (f"?{query}" if query else "")
             else:
-                target = urlsplit(doc.get("next") or f"{self.origin}{path}?{query}")
+                target = urlsplit(doc.get("next") or f"{origin}{path}?{query}")
                 doc["next"] = f"https://evil.example.com{target.path}" + (f"?{target.query}" if target.query else "")
             resp.body = json.dumps(doc).encode()
         return resp
@@ -226,16 +264,24 @@ class SandboxServer:
             if parts[1] not in STREAMS + ("members",):
                 return error_response(404, f"Unknown stream {parts[1]!r}")
             return json_response(200, self.workspace.records(parts[1]))
+        if parts == ["scopes"] and method in ("GET", "PUT", "POST"):
+            if method != "GET":
+                wanted = payload.get("scopes") if isinstance(payload, dict) else None
+                if wanted is not None and (not isinstance(wanted, list) or not all(isinstance(x, str) for x in wanted)):
+                    return error_response(400, "scopes must be a list of scope names or null")
+                self.scopes = wanted
+            return json_response(200, {"scopes": self.scopes, "granted": scope_rules.granted(self.scopes)})
         if parts == ["info"]:
             ws = self.workspace
             return json_response(200, {"api_url": self.api_url, "email": self.email, "api_token": self.api_token,
-                                       "workspace": ws.slug, "now": ws.now.isoformat(), "version": ws.version})
+                                       "scopes": self.scopes, "workspace": ws.slug, "now": ws.now.isoformat(),
+                                       "version": ws.version})
         if not parts and method == "GET":
             return json_response(200, CONTROL_HELP)
         return error_response(404, "Unknown sandbox control endpoint; GET /_sandbox/ lists them")
 
 
-def _fault_response(rule: FaultRule, path: str) -> Optional[Response]:
+def _fault_response(rule: FaultRule, path: str, scopes: Optional[List[str]]) -> Optional[Response]:
     kind = rule.kind
     if kind == "drop_connection":
         return None
@@ -248,10 +294,11 @@ def _fault_response(rule: FaultRule, path: str) -> Optional[Response]:
     if kind == "502_html":
         return Response(502, BAD_GATEWAY.encode(), "text/html")
     parts = [p for p in path.split("/") if p]
-    if kind == "403":
-        scope = SCOPES.get(endpoint_kind(path), "read:repository:bitbucket")
-        return error_response(403, "Your credentials lack one or more required privilege scopes.",
-                              {"required": [scope], "granted": ["read:user:bitbucket"]})
+    if kind == "403":  # no access to this repository (shared/fixtures/bitbucket-api/error_403__*.json)
+        return error_response(403, "Forbidden")
+    if kind == "403_scope":
+        scope = scope_rules.required_scope(path) or scope_rules.REPOSITORY
+        return scope_rules.missing_scope_response(scope, [s for s in scope_rules.granted(scopes) if s != scope])
     if len(parts) >= 4 and parts[1] == "repositories":
         return error_response(404, f"Repository {parts[2]}/{parts[3]} not found")
     return error_response(404, "Resource not found")

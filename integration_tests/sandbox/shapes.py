@@ -3,12 +3,14 @@
 Field names, nesting, nulls and date formats follow the recorded payloads in
 ``shared/fixtures/bitbucket-api`` (repository_single__devlake, pullrequests__devlake,
 commits__go-scm/codecov, deployments__faros, user_permissions_workspaces__codecov).
-Links point at api.bitbucket.org like real payloads do; only pagination links point at the sandbox.
+Links are built on api.bitbucket.org; the server rebases them (``rebase``) onto the origin the request
+was sent to, as Bitbucket builds its links from the request's Host.
 """
 
 from __future__ import annotations
 
 import html as _html
+import json
 from typing import Any, Dict, Optional
 
 from .util import fmt_naive, fmt_s, fmt_us, fmt_z
@@ -16,6 +18,14 @@ from .util import fmt_naive, fmt_s, fmt_us, fmt_z
 API = "https://api.bitbucket.org/2.0"
 WEB = "https://bitbucket.org"
 AVATAR = {"href": "https://avatars.example.com/default.png"}
+
+
+def rebase(body: bytes, api_url: str) -> bytes:
+    """Point every API href of a serialised answer (``https://api.bitbucket.org/2.0...``) at ``api_url``.
+
+    Web links (``https://bitbucket.org/...``: html, clone, avatars) stay, as on Bitbucket itself.
+    """
+    return body.replace(b'"' + API.encode(), b'"' + json.dumps(api_url)[1:-1].encode())
 
 
 def _q(uuid: str) -> str:
@@ -211,8 +221,24 @@ def _endpoint(ws, repo, branch: str, hash_: str) -> Dict[str, Any]:
     return {"branch": {"name": branch}, "commit": commit_ref(full, hash_[:12]), "repository": repository_ref(ws, repo)}
 
 
+def participant(p) -> Dict[str, Any]:
+    """One entry of a pull request's ``participants``."""
+    return {
+        "type": "participant",
+        "user": account(p.account),
+        "role": p.role,
+        "approved": p.approved,
+        "state": p.state,
+        "participated_on": fmt_us(p.participated_us) if p.participated_us is not None else None,
+    }
+
+
 def pullrequest(ws, repo, pr) -> Dict[str, Any]:
-    """A ``pullrequest`` as listed by ``GET .../pullrequests`` (no participants/reviewers)."""
+    """A whole ``pullrequest``, as ``GET .../pullrequests/{id}`` answers it.
+
+    The collection leaves out ``participants`` and ``reviewers`` unless asked with ``fields=``
+    (``api.HIDDEN``).
+    """
     full = f"{ws.slug}/{repo.slug}"
     api = f"{API}/repositories/{full}"
     base = f"{api}/pullrequests/{pr.id}"
@@ -242,6 +268,8 @@ def pullrequest(ws, repo, pr) -> Dict[str, Any]:
         "source": _endpoint(ws, repo, pr.source_branch, pr.source_hash),
         "links": {"self": _link(base), "html": _link(f"{WEB}/{full}/pull-requests/{pr.id}"), **links},
         "summary": rendered(pr.description),
+        "participants": [participant(p) for p in pr.participants],
+        "reviewers": [account(p.account) for p in pr.participants if p.role == "REVIEWER"],
     }
 
 
