@@ -59,3 +59,63 @@ def test_check_refuses_a_next_link_to_another_server_as_read_does() -> None:
     status = check_status(checked)
     assert status["status"] == "FAILED" and "evil.example.com" in status["message"] and "'api_url'" in status["message"]
     assert len(foreign) == 1  # nothing sent after the refused link
+
+
+# ----------------------------------------------------------------------------- scopes
+ALL_SCOPES = ["read:repository:bitbucket", "read:pullrequest:bitbucket", "read:pipeline:bitbucket", "read:workspace:bitbucket"]
+
+
+def without(scope: str):
+    return [s for s in ALL_SCOPES if s != scope]
+
+
+def stream_errors(result: cli.SyncResult) -> Dict[str, str]:
+    return {t["error"]["stream_descriptor"]["name"]: t["error"]["message"]
+            for t in result.traces if t.get("type") == "ERROR" and t["error"].get("stream_descriptor")}
+
+
+def test_a_token_without_the_pull_request_scope_fails_check_and_the_stream_not_a_green_empty_sync() -> None:
+    ws = workspace()
+    with SandboxServer(ws, email=EMAIL, api_token=TOKEN, scopes=without("read:pullrequest:bitbucket")) as server:
+        checked = cli.run("check", config(server.api_url, ws))
+        check_requests = len(server.requests)
+        server.reset_requests()
+        result = cli.run("read", config(server.api_url, ws), cli.catalog(), timeout=240)
+        pull_request_requests = [p for _, p, _ in server.requests if p.endswith("/pullrequests")]
+    status = check_status(checked)
+    assert status["status"] == "FAILED" and "read:pullrequest:bitbucket (for pull_requests)" in status["message"], status
+    assert check_requests == 4
+    assert result.returncode != 0
+    errors = stream_errors(result)
+    assert list(errors) == ["pull_requests"], errors
+    assert "needs the scope read:pullrequest:bitbucket" in errors["pull_requests"]
+    assert "id.atlassian.com/manage-profile/security/api-tokens" in errors["pull_requests"]
+    assert len(pull_request_requests) <= 10  # failed at once, not one skip per repository (at most one per worker)
+    assert not [l for l in result.logs if "Skipping repository" in l["message"]]
+    truth = truth_keys(ws)
+    for stream in ("repositories", "commits", "deployments", "workspace_users"):  # the other streams still sync
+        assert set(keys(result, stream)) == truth[stream], stream
+
+
+def test_a_token_without_the_pipeline_scope_passes_check_with_a_warning_and_fails_only_deployments() -> None:
+    ws = workspace()
+    with SandboxServer(ws, email=EMAIL, api_token=TOKEN, scopes=without("read:pipeline:bitbucket")) as server:
+        checked = cli.run("check", config(server.api_url, ws))
+        result = cli.run("read", config(server.api_url, ws), cli.catalog(), timeout=240)
+    assert check_status(checked)["status"] == "SUCCEEDED"
+    assert any("read:pipeline:bitbucket (for deployments)" in l["message"] for l in checked.logs if l["level"] == "WARN")
+    assert list(stream_errors(result)) == ["deployments"]
+    assert "read:pipeline:bitbucket" in stream_errors(result)["deployments"]
+
+
+def test_a_403_without_the_scope_error_skips_only_that_repository_with_one_warning() -> None:
+    ws = workspace()
+    target = max(ws.repositories, key=lambda r: len(r.pull_requests))
+    with SandboxServer(ws, email=EMAIL, api_token=TOKEN) as server:
+        server.add_fault("403", "/pullrequests", None, repository=target.slug)
+        result = cli.run("read", config(server.api_url, ws), cli.catalog(streams=["pull_requests"]), timeout=240)
+    assert result.returncode == 0, result.errors
+    warned = [l["message"] for l in result.logs if "Skipping repository" in l["message"]]
+    assert len(warned) == 1 and f"{ws.slug}/{target.slug}" in warned[0] and "HTTP 403" in warned[0], warned
+    expected = {k for k in truth_keys(ws)["pull_requests"] if k[0] != target.uuid}
+    assert set(keys(result, "pull_requests")) == expected
