@@ -16,6 +16,7 @@ uuid-keyed entries as repositories are synced.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set, Tuple
@@ -65,53 +66,70 @@ def format_datetime(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def usable_cursors(
-    state: Mapping[str, Any], cursor_field: str, sync_started_at: datetime
-) -> Tuple[Dict[str, Any], List[str]]:
-    """Split an incoming stream state into the part that can be used and the problems found.
+@dataclass
+class UsableState:
+    """What ``usable_cursors`` makes of an incoming stream state.
+
+    Attributes:
+        state: the incoming state without the dropped cursors (what is kept and written back).
+        problems: one sentence per dropped cursor, naming where it was and its value.
+        future: the keys whose cursor was later than the sync's start (``""`` for the
+            stream-wide cursor): this sync reads them from the sync's start (``RepositoryCursors.hold``).
+    """
+
+    state: Dict[str, Any]
+    problems: List[str]
+    future: Set[str]
+
+
+def usable_cursors(state: Mapping[str, Any], cursor_field: str, sync_started_at: datetime) -> UsableState:
+    """Split an incoming stream state into the part that can be used and the cursors to drop.
 
     A cursor value (stream-wide ``state[cursor_field]`` or a repository's
-    ``state[key][cursor_field]``) is dropped when it cannot be parsed, or when it is later than
-    the start of this sync: no record read so far can be dated after the sync started, so such a
-    cursor was hand-edited or damaged, and trusting it would skip every record before it on
-    this and (written back) every later sync. A repository with a dropped cursor is read from an
-    older cursor or ``start_date`` instead (duplicates, never losses); other keys of its entry
-    (e.g. commits' ``exclude``) are kept, and an entry left empty is removed.
+    ``state[key][cursor_field]``) is dropped from the state that is kept and written back when:
 
-    Returns:
-        (state without the dropped cursors, one sentence per dropped cursor naming where it was
-        and its value).
+    * it cannot be parsed: the repository is read from an older cursor or ``start_date``;
+    * it is later than the start of this sync (hand-edited or damaged: no record read so far can
+      be dated after the sync started). Trusted and written back, it would make every later sync
+      read nothing. This sync treats it as the sync's start (so it reads nothing new there, which
+      is what Airbyte's "read with a future state" acceptance test expects), and since it is not
+      written back, the next sync reads that repository from an older cursor or ``start_date``
+      (duplicates, never losses).
+
+    Other keys of an entry (e.g. commits' ``exclude``) are kept; an entry left empty is removed.
     """
     clean: Dict[str, Any] = dict(state or {})
-    problems: List[str] = []
+    result = UsableState(clean, [], set())
     if not cursor_field:
-        return clean, problems
+        return result
 
-    def problem(value: Any) -> Optional[str]:
+    def drop(key: str, where: str, value: Any) -> bool:
         parsed = parse_datetime(value)
+        if parsed is not None and parsed <= sync_started_at:
+            return False
         if parsed is None:
-            return "cannot be read as a date-time"
-        if parsed > sync_started_at:
-            return f"is later than the start of this sync ({format_datetime(sync_started_at)})"
-        return None
+            reason = "cannot be read as a date-time: that part is read from an older cursor or start_date"
+        else:
+            reason = (
+                f"is later than the start of this sync ({format_datetime(sync_started_at)}): this sync reads from its "
+                "start there, and the next one from an older cursor or start_date"
+            )
+            result.future.add(key)
+        result.problems.append(f"the {where} {value!r} {reason}")
+        return True
 
-    if cursor_field in clean and clean[cursor_field] is not None:
-        reason = problem(clean[cursor_field])
-        if reason:
-            problems.append(f"the stream-wide {cursor_field} cursor {clean[cursor_field]!r} {reason}")
-            del clean[cursor_field]
+    if clean.get(cursor_field) is not None and drop("", f"stream-wide {cursor_field} cursor", clean[cursor_field]):
+        del clean[cursor_field]
     for key, entry in list(clean.items()):
         if not isinstance(entry, Mapping) or entry.get(cursor_field) is None:
             continue
-        reason = problem(entry[cursor_field])
-        if reason:
-            problems.append(f"the {cursor_field} cursor of repository {key} {entry[cursor_field]!r} {reason}")
+        if drop(key, f"{cursor_field} cursor of repository {key}", entry[cursor_field]):
             rest = {k: v for k, v in entry.items() if k != cursor_field}
             if rest:
                 clean[key] = rest
             else:
                 del clean[key]
-    return clean, problems
+    return result
 
 
 class RepositoryCursors:
@@ -130,8 +148,15 @@ class RepositoryCursors:
     def __init__(self, cursor_field: str, start_date: datetime, sync_started_at: datetime) -> None:
         self.cursor_field = cursor_field
         self.start_date = start_date
+        self.sync_started_at = sync_started_at
         self.ceiling = sync_started_at.timestamp() - CLOCK_SKEW_MARGIN_SECONDS
         self._pinned: Set[str] = set()
+        self._held: Set[str] = set()
+
+    def hold(self, keys: Iterable[str]) -> None:
+        """Read these state keys (repository keys, ``""`` = the stream-wide cursor) from the sync's
+        start in this sync: their stored cursor was in the future (``usable_cursors``)."""
+        self._held |= set(keys)
 
     def stored_cursor(self, state: Mapping[str, Any], repository: Optional[Mapping[str, str]]) -> Optional[datetime]:
         """The cursor stored for ``repository`` ({uuid, full_name, slug}), looked up by uuid, then by the
@@ -144,7 +169,14 @@ class RepositoryCursors:
         return parse_datetime(state.get(self.cursor_field))
 
     def lower_bound(self, state: Mapping[str, Any], repository: Optional[Mapping[str, str]]) -> datetime:
-        """Where the next read starts: the later of the stored cursor and ``start_date``."""
+        """Where the next read starts: the later of the stored cursor and ``start_date``; the sync's
+        start where the stored cursor was in the future (``hold``)."""
+        keys = _keys(repository)
+        if any(key in self._held for key in keys):
+            return self.sync_started_at
+        own = any(isinstance(state.get(k), Mapping) and state[k].get(self.cursor_field) for k in keys)
+        if not own and "" in self._held:
+            return self.sync_started_at
         stored = self.stored_cursor(state, repository)
         return max(stored, self.start_date) if stored else self.start_date
 

@@ -408,29 +408,54 @@ SYNC_START = datetime(2026, 12, 1, tzinfo=timezone.utc)
 
 def test_usable_cursors_keeps_good_cursors_and_every_other_key():
     state = {"{a}": {"date": "2026-11-30T00:00:00Z", "exclude": ["abc1234"]}, "legacy": "kept", "date": "2025-01-01T00:00:00Z"}
-    clean, problems = usable_cursors(state, "date", SYNC_START)
-    assert clean == state and problems == []
+    usable = usable_cursors(state, "date", SYNC_START)
+    assert usable.state == state and usable.problems == [] and usable.future == set()
 
 
-@pytest.mark.parametrize("value, reason", [("2099-01-01T00:00:00Z", "later than the start of this sync"),
-                                           ("2026-12-01T00:00:01+00:00", "later than the start of this sync"),
-                                           ("not a date", "cannot be read as a date-time"),
-                                           ("2024-13-45T00:00:00Z", "cannot be read as a date-time")])
-def test_usable_cursors_drops_a_future_or_unparsable_cursor_and_says_where(value, reason):
+@pytest.mark.parametrize("value, reason, future", [
+    ("2099-01-01T00:00:00Z", "later than the start of this sync", {"", "{a}"}),
+    ("2026-12-01T00:00:01+00:00", "later than the start of this sync", {"", "{a}"}),
+    ("not a date", "cannot be read as a date-time", set()),
+    ("2024-13-45T00:00:00Z", "cannot be read as a date-time", set()),
+])
+def test_usable_cursors_drops_a_future_or_unparsable_cursor_and_says_where(value, reason, future):
     state = {"{a}": {"updated_on": value}, "{b}": {"updated_on": "2026-01-01T00:00:00Z"}, "updated_on": value}
-    clean, problems = usable_cursors(state, "updated_on", SYNC_START)
-    assert clean == {"{b}": {"updated_on": "2026-01-01T00:00:00Z"}}  # an entry left empty is removed
-    assert len(problems) == 2 and all(reason in p and repr(value) in p for p in problems)
-    assert any("repository {a}" in p for p in problems) and any("stream-wide" in p for p in problems)
+    usable = usable_cursors(state, "updated_on", SYNC_START)
+    assert usable.state == {"{b}": {"updated_on": "2026-01-01T00:00:00Z"}}  # an entry left empty is removed
+    assert len(usable.problems) == 2 and all(reason in p and repr(value) in p for p in usable.problems)
+    assert any("repository {a}" in p for p in usable.problems) and any("stream-wide" in p for p in usable.problems)
+    assert usable.future == future
 
 
 def test_usable_cursors_keeps_the_rest_of_an_entry_whose_cursor_is_dropped():
-    clean, _ = usable_cursors({"{a}": {"date": "2099-01-01T00:00:00Z", "exclude": ["abc1234"]}}, "date", SYNC_START)
-    assert clean == {"{a}": {"exclude": ["abc1234"]}}
+    usable = usable_cursors({"{a}": {"date": "2099-01-01T00:00:00Z", "exclude": ["abc1234"]}}, "date", SYNC_START)
+    assert usable.state == {"{a}": {"exclude": ["abc1234"]}}
 
 
 def test_usable_cursors_does_not_touch_the_input_and_ignores_streams_without_a_cursor():
     state = {"{a}": {"date": "2099-01-01T00:00:00Z"}}
     usable_cursors(state, "date", SYNC_START)
     assert state == {"{a}": {"date": "2099-01-01T00:00:00Z"}}
-    assert usable_cursors(state, "", SYNC_START) == (state, [])
+    assert usable_cursors(state, "", SYNC_START).state == state
+
+
+def test_a_held_repository_reads_from_the_sync_start_and_the_others_from_their_cursors():
+    cursors = RepositoryCursors("updated_on", datetime(2020, 1, 1, tzinfo=timezone.utc), SYNC_START)
+    usable = usable_cursors({"{a}": {"updated_on": "2099-01-01T00:00:00Z"}, "{b}": {"updated_on": "2026-01-01T00:00:00Z"}},
+                            "updated_on", SYNC_START)
+    cursors.hold(usable.future)
+    ref = lambda uuid: {"uuid": uuid, "full_name": f"acme/{uuid}", "slug": uuid}  # noqa: E731
+    assert cursors.lower_bound(usable.state, ref("{a}")) == SYNC_START
+    assert cursors.lower_bound(usable.state, ref("{b}")) == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert cursors.lower_bound(usable.state, ref("{c}")) == datetime(2020, 1, 1, tzinfo=timezone.utc)
+
+
+def test_a_future_stream_wide_cursor_holds_only_repositories_without_a_cursor_of_their_own():
+    cursors = RepositoryCursors("updated_on", datetime(2020, 1, 1, tzinfo=timezone.utc), SYNC_START)
+    usable = usable_cursors({"updated_on": "2099-01-01T00:00:00Z", "{b}": {"updated_on": "2026-01-01T00:00:00Z"}},
+                            "updated_on", SYNC_START)
+    cursors.hold(usable.future)
+    ref = lambda uuid: {"uuid": uuid, "full_name": f"acme/{uuid}", "slug": uuid}  # noqa: E731
+    assert cursors.lower_bound(usable.state, ref("{c}")) == SYNC_START
+    assert cursors.lower_bound(usable.state, ref("{b}")) == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert cursors.lower_bound(usable.state, None) == SYNC_START  # the repositories stream's own cursor

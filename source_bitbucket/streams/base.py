@@ -127,12 +127,11 @@ class BitbucketStream(HttpStream, ABC):
         """Keep the incoming state minus the cursors that cannot be used (unparsable, or later than
         the start of the sync: see ``usable_cursors``), with one warning for each; those are never
         written back."""
-        self._state, problems = usable_cursors(value or {}, self.cursor_field or "", self.sync_started_at)
-        for problem in problems:
-            self.logger.warning(
-                f"{self.name}: {problem}; it is ignored and not written back: that part is read again "
-                f"from an older cursor or start_date (duplicates possible, nothing lost)."
-            )
+        usable = usable_cursors(value or {}, self.cursor_field or "", self.sync_started_at)
+        for problem in usable.problems:
+            self.logger.warning(f"{self.name}: {problem}. It is ignored and not written back (duplicates possible, nothing lost).")
+        self.cursors.hold(usable.future)
+        self._state = usable.state
         self._initial_state = copy.deepcopy(self._state)
 
     @property
