@@ -106,6 +106,9 @@ BAD_CONFIGS = [
     BadConfig("api_token_whitespace", "api_token", _set("api_token", "   ")),
     BadConfig("start_date_unparsable", "start_date", _set("start_date", "last tuesday")),
     BadConfig("start_date_in_the_future", "start_date", _set("start_date", "2999-01-01T00:00:00Z")),
+    # valid ISO 8601, but year 0 / year 10000 once converted to UTC (an OverflowError crash before)
+    BadConfig("start_date_before_year_1_in_utc", "start_date", _set("start_date", "0001-01-01T00:00:00+01:00")),
+    BadConfig("start_date_after_year_9999_in_utc", "start_date", _set("start_date", "9999-12-31T23:59:59-01:00")),
     BadConfig("pull_request_state_unknown", "pull_request_state", _set("pull_request_state", "MERGING")),
     # 0.0.0.0 is not loopback, yet reaches this host: if it were accepted the sandbox would see requests.
     BadConfig("api_url_plain_http_to_a_non_loopback_host", "api_url",
@@ -118,8 +121,10 @@ BAD_CONFIGS = [
 @dataclass
 class Refusal:
     check: cli.SyncResult
+    discover: cli.SyncResult
     read: cli.SyncResult
     check_requests: List[Any]
+    discover_requests: List[Any]
     read_requests: List[Any]
 
 
@@ -131,8 +136,11 @@ def refuse(bad: BadConfig) -> Refusal:
         check = cli.run("check", conf, timeout=120)
         check_requests = server.requests
         server.reset_requests()
+        discover = cli.run("discover", conf, timeout=120)
+        discover_requests = server.requests
+        server.reset_requests()
         read = cli.run("read", conf, cli.catalog(), timeout=120)
-        return Refusal(check, read, check_requests, server.requests)
+        return Refusal(check, discover, read, check_requests, discover_requests, server.requests)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +176,18 @@ def test_read_refuses_a_bad_config_with_a_config_error_naming_the_field_without_
     for error in read.errors:
         assert "Traceback" not in (error.get("message") or "")
     assert_no_secret_in(read)
+
+
+@pytest.mark.parametrize("bad", BAD_CONFIGS, ids=[b.id for b in BAD_CONFIGS])
+def test_discover_refuses_a_bad_config_with_a_config_error_naming_the_field_without_a_request(bad: BadConfig, refusals) -> None:
+    refusal = refusals[bad.id].result(timeout=280)
+    discover = refusal.discover
+    assert refusal.discover_requests == [], "discover sent requests with a bad config"
+    assert discover.returncode != 0
+    assert not [m for m in discover.other if m.get("type") == "CATALOG"]
+    config_errors = [e for e in discover.errors if e.get("failure_type") == "config_error"]
+    assert any(bad.field in (e.get("message") or "") for e in config_errors), discover.errors
+    assert_no_secret_in(discover)
 
 
 def assert_no_secret_in(result: cli.SyncResult) -> None:
