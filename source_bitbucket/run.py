@@ -8,9 +8,15 @@ from typing import Any, List, Mapping
 from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.models import ConnectorSpecification
 from airbyte_cdk.logger import PRINT_BUFFER
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_bitbucket.config import BitbucketConfig
+from source_bitbucket.config import BitbucketConfig, ConfigError
+from source_bitbucket.inputs import InputFileError
 from source_bitbucket.source import SourceBitbucket
+
+# Errors in what the user gave (config values, --state and --catalog files), found before anything
+# is read: printed as one TRACE message, without the traceback the CDK would log with it.
+INPUT_ERRORS = (ConfigError, InputFileError)
 
 
 class BitbucketEntrypoint(AirbyteEntrypoint):
@@ -31,8 +37,18 @@ def run(args: List[str] | None = None) -> None:
     parsed_args = entrypoint.parse_args(sys.argv[1:] if args is None else args)
     try:
         with PRINT_BUFFER:
-            for message in entrypoint.run(parsed_args):
-                print(f"{message}\n", end="")
+            try:
+                for message in entrypoint.run(parsed_args):
+                    print(f"{message}\n", end="")
+            except INPUT_ERRORS as error:
+                print(f"{_trace_without_traceback(error)}\n", end="")
+                sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C: stop quietly; the last STATE printed is where the next sync resumes
         sys.stderr.write("source-bitbucket: interrupted\n")
         sys.exit(130)
+
+
+def _trace_without_traceback(error: AirbyteTracedException) -> str:
+    message = error.as_sanitized_airbyte_message()
+    message.trace.error.stack_trace = None  # type: ignore[union-attr]  # a TRACE message has an error
+    return AirbyteEntrypoint.airbyte_message_to_string(message)

@@ -6,11 +6,17 @@ import base64
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, Iterator, List, Mapping, Optional, Tuple
 from urllib.parse import quote
 
 import requests
-from airbyte_cdk.models import AirbyteConnectionStatus, Status
+from airbyte_cdk.models import (
+    AirbyteConnectionStatus,
+    AirbyteMessage,
+    AirbyteStateMessage,
+    ConfiguredAirbyteCatalog,
+    Status,
+)
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.sources.streams.http.requests_native_auth import BasicHttpAuthenticator
@@ -20,6 +26,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_bitbucket.concurrency import RateLimitGate
 from source_bitbucket.config import BitbucketConfig
 from source_bitbucket.errors import UNAUTHORIZED_MESSAGE, error_detail, forbidden_message
+from source_bitbucket.inputs import check_catalog_streams, read_catalog_file, read_state_file
 from source_bitbucket.streams import Commits, Deployments, PullRequests, Repositories, WorkspaceUsers
 
 CHECK_TIMEOUT_SECONDS = 30
@@ -29,7 +36,9 @@ class SourceBitbucket(AbstractSource):
     """Bitbucket Cloud source: repositories, pull_requests, commits, deployments, workspace_users.
 
     ``read`` and ``discover`` validate the config with ``BitbucketConfig`` (messages that name the
-    field and the fix) instead of the CDK's generic spec validation.
+    field and the fix) instead of the CDK's generic spec validation. ``read`` refuses malformed
+    ``--state`` and ``--catalog`` files, and catalogs naming unknown streams, before any request
+    (``inputs.py``).
     """
 
     check_config_against_spec = False
@@ -37,6 +46,29 @@ class SourceBitbucket(AbstractSource):
     def __init__(self) -> None:
         super().__init__()
         self._credentials_rejected = threading.Event()
+        self._catalog_path: Optional[str] = None
+
+    @classmethod
+    def read_state(cls, state_path: str) -> List[AirbyteStateMessage]:
+        """The ``--state`` file's per-stream states; a malformed file is a config error naming it."""
+        return read_state_file(state_path)
+
+    def read_catalog(self, catalog_path: str) -> ConfiguredAirbyteCatalog:  # type: ignore[override]  # an instance method: remembers the path for read()
+        """The ``--catalog`` file's configured catalog; a malformed file is a config error naming it."""
+        self._catalog_path = catalog_path
+        return read_catalog_file(catalog_path)
+
+    def read(
+        self,
+        logger: logging.Logger,
+        config: Mapping[str, Any],
+        catalog: ConfiguredAirbyteCatalog,
+        state: Optional[List[AirbyteStateMessage]] = None,
+    ) -> Iterator[AirbyteMessage]:
+        """``AbstractSource.read``, after refusing a catalog that names unknown streams (before any
+        request; the CDK would skip them and end with exit code 0)."""
+        check_catalog_streams(catalog, [stream.name for stream in self.streams(config)], self._catalog_path)
+        yield from super().read(logger, config, catalog, state)
 
     @property
     def stop_sync_on_stream_failure(self) -> bool:
