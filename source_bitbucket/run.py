@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, List, Mapping
+from typing import Any, Iterator, List, Mapping
 
 from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.models import ConnectorSpecification
@@ -35,15 +35,17 @@ def run(args: List[str] | None = None) -> None:
     ``airbyte_cdk.entrypoint.launch`` does."""
     entrypoint = BitbucketEntrypoint(SourceBitbucket())
     parsed_args = entrypoint.parse_args(sys.argv[1:] if args is None else args)
+    messages = entrypoint.run(parsed_args)
     try:
         with PRINT_BUFFER:
             try:
-                for message in entrypoint.run(parsed_args):
+                for message in messages:
                     print(f"{message}\n", end="")
             except INPUT_ERRORS as error:
                 print(f"{_trace_without_traceback(error)}\n", end="")
                 sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C: stop quietly; the last STATE printed is where the next sync resumes
+        _close_quietly(messages)
         sys.stderr.write("source-bitbucket: interrupted\n")
         sys.exit(130)
 
@@ -52,3 +54,13 @@ def _trace_without_traceback(error: AirbyteTracedException) -> str:
     message = error.as_sanitized_airbyte_message()
     message.trace.error.stack_trace = None  # type: ignore[union-attr]  # a TRACE message has an error
     return AirbyteEntrypoint.airbyte_message_to_string(message)
+
+
+def _close_quietly(messages: Iterator[str]) -> None:
+    """Close the interrupted message generator now (its ``finally`` blocks log the end of the
+    stream that was running), rather than at interpreter exit, where an error in them would be
+    printed with a traceback."""
+    try:
+        messages.close()  # type: ignore[attr-defined]  # a generator
+    except Exception:
+        pass

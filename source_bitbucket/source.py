@@ -6,7 +6,7 @@ import base64
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Any, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Iterator, List, Mapping, Optional, Set, Tuple
 from urllib.parse import quote
 
 import requests
@@ -15,6 +15,7 @@ from airbyte_cdk.models import (
     AirbyteMessage,
     AirbyteStateMessage,
     ConfiguredAirbyteCatalog,
+    ConfiguredAirbyteStream,
     Status,
 )
 from airbyte_cdk.sources import AbstractSource
@@ -47,6 +48,7 @@ class SourceBitbucket(AbstractSource):
         super().__init__()
         self._credentials_rejected = threading.Event()
         self._catalog_path: Optional[str] = None
+        self._unfinished: Set[str] = set()
 
     @classmethod
     def read_state(cls, state_path: str) -> List[AirbyteStateMessage]:
@@ -66,9 +68,24 @@ class SourceBitbucket(AbstractSource):
         state: Optional[List[AirbyteStateMessage]] = None,
     ) -> Iterator[AirbyteMessage]:
         """``AbstractSource.read``, after refusing a catalog that names unknown streams (before any
-        request; the CDK would skip them and end with exit code 0)."""
+        request), and without claiming "Finished syncing <stream>" for a stream that was interrupted
+        (Ctrl-C, or the reader closed mid-stream): the CDK logs it in a ``finally``."""
         check_catalog_streams(catalog, [stream.name for stream in self.streams(config)], self._catalog_path)
-        yield from super().read(logger, config, catalog, state)
+        self._unfinished = set()  # this read's: a source may read more than once
+        note = _UnfinishedStreams(self._unfinished)
+        logger.addFilter(note)
+        try:
+            yield from super().read(logger, config, catalog, state)
+        finally:
+            logger.removeFilter(note)
+
+    def _read_stream(self, logger: logging.Logger, stream_instance: Stream, configured_stream: ConfiguredAirbyteStream,
+                     state_manager: Any, internal_config: Any) -> Iterator[AirbyteMessage]:
+        try:
+            yield from super()._read_stream(logger, stream_instance, configured_stream, state_manager, internal_config)
+        except (KeyboardInterrupt, GeneratorExit):
+            self._unfinished.add(configured_stream.stream.name)
+            raise
 
     @property
     def stop_sync_on_stream_failure(self) -> bool:
@@ -127,6 +144,21 @@ class SourceBitbucket(AbstractSource):
             Deployments(parent=parent, **common),
             WorkspaceUsers(**common),
         ]
+
+
+class _UnfinishedStreams(logging.Filter):
+    """Rewrites the CDK's "Finished syncing <stream>" for the streams in ``unfinished``."""
+
+    def __init__(self, unfinished: Set[str]) -> None:
+        super().__init__()
+        self.unfinished = unfinished
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Finished syncing ") and message[len("Finished syncing "):] in self.unfinished:
+            stream = message[len("Finished syncing "):]
+            record.msg, record.args = f"Stopped syncing {stream} before its end (interrupted); the next sync resumes from its last STATE", None
+        return True
 
 
 def _authenticator(config: BitbucketConfig) -> BasicHttpAuthenticator:
