@@ -507,3 +507,38 @@ def test_every_state_shape_the_cdk_accepts_still_resumes_the_sync() -> None:
     assert with_shapes.counts() == with_canonical.counts()
     assert with_shapes.counts()["pull_requests"] < first.counts()["pull_requests"], "the untyped entry was ignored"
     assert with_empty_list.counts() == first.counts()
+
+
+# ----------------------------------------------------------------------------- the command line itself
+def _console_script() -> Path:
+    return Path(sys.executable).parent / "source-bitbucket"
+
+
+def _launchers() -> List[Any]:
+    main = pytest.param([sys.executable, str(cli.PROJECT_ROOT / "main.py")], "main.py", id="python_main.py")
+    script = pytest.param([str(_console_script())], "source-bitbucket", id="console_script",
+                          marks=pytest.mark.skipif(not _console_script().exists(), reason="the console script is not installed"))
+    return [main, script]
+
+
+@pytest.mark.parametrize("launcher,prog", _launchers())
+def test_no_command_prints_the_usage_and_a_one_line_error_and_exits_2(launcher: List[str], prog: str) -> None:
+    completed = subprocess.run(launcher, capture_output=True, text=True, timeout=60, cwd=cli.PROJECT_ROOT)
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    usage, error = completed.stderr.splitlines()
+    assert usage.startswith(f"usage: {prog} ") and "{spec,check,discover,read}" in usage
+    assert error.startswith(f"{prog}: error: no command given") and "spec, check, discover, read" in error
+
+
+@pytest.mark.parametrize("launcher,prog", _launchers())
+def test_version_prints_the_package_version(launcher: List[str], prog: str) -> None:
+    import re
+    from importlib import metadata
+
+    completed = subprocess.run(launcher + ["--version"], capture_output=True, text=True, timeout=60, cwd=cli.PROJECT_ROOT)
+    assert completed.returncode == 0, completed.stderr
+    declared = re.search(r'\bversion="([^"]+)"', (cli.PROJECT_ROOT / "setup.py").read_text()).group(1)
+    assert metadata.version("source-bitbucket") == declared, "the installed metadata is stale: reinstall"
+    assert completed.stdout == f"source-bitbucket {declared}\n"
+    assert completed.stderr == ""
