@@ -106,6 +106,9 @@ BAD_CONFIGS = [
     BadConfig("api_token_whitespace", "api_token", _set("api_token", "   ")),
     BadConfig("start_date_unparsable", "start_date", _set("start_date", "last tuesday")),
     BadConfig("start_date_in_the_future", "start_date", _set("start_date", "2999-01-01T00:00:00Z")),
+    # valid ISO 8601, but year 0 / year 10000 once converted to UTC (an OverflowError crash before)
+    BadConfig("start_date_before_year_1_in_utc", "start_date", _set("start_date", "0001-01-01T00:00:00+01:00")),
+    BadConfig("start_date_after_year_9999_in_utc", "start_date", _set("start_date", "9999-12-31T23:59:59-01:00")),
     BadConfig("pull_request_state_unknown", "pull_request_state", _set("pull_request_state", "MERGING")),
     # 0.0.0.0 is not loopback, yet reaches this host: if it were accepted the sandbox would see requests.
     BadConfig("api_url_plain_http_to_a_non_loopback_host", "api_url",
@@ -118,8 +121,10 @@ BAD_CONFIGS = [
 @dataclass
 class Refusal:
     check: cli.SyncResult
+    discover: cli.SyncResult
     read: cli.SyncResult
     check_requests: List[Any]
+    discover_requests: List[Any]
     read_requests: List[Any]
 
 
@@ -131,8 +136,11 @@ def refuse(bad: BadConfig) -> Refusal:
         check = cli.run("check", conf, timeout=120)
         check_requests = server.requests
         server.reset_requests()
+        discover = cli.run("discover", conf, timeout=120)
+        discover_requests = server.requests
+        server.reset_requests()
         read = cli.run("read", conf, cli.catalog(), timeout=120)
-        return Refusal(check, read, check_requests, server.requests)
+        return Refusal(check, discover, read, check_requests, discover_requests, server.requests)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +175,21 @@ def test_read_refuses_a_bad_config_with_a_config_error_naming_the_field_without_
     assert any(bad.field in (e.get("message") or "") for e in config_errors), [e.get("message") for e in config_errors]
     for error in read.errors:
         assert "Traceback" not in (error.get("message") or "")
+    assert "Traceback" not in read.stdout + read.stderr  # one TRACE message, no stack trace logged
     assert_no_secret_in(read)
+
+
+@pytest.mark.parametrize("bad", BAD_CONFIGS, ids=[b.id for b in BAD_CONFIGS])
+def test_discover_refuses_a_bad_config_with_a_config_error_naming_the_field_without_a_request(bad: BadConfig, refusals) -> None:
+    refusal = refusals[bad.id].result(timeout=280)
+    discover = refusal.discover
+    assert refusal.discover_requests == [], "discover sent requests with a bad config"
+    assert discover.returncode != 0
+    assert not [m for m in discover.other if m.get("type") == "CATALOG"]
+    config_errors = [e for e in discover.errors if e.get("failure_type") == "config_error"]
+    assert any(bad.field in (e.get("message") or "") for e in config_errors), discover.errors
+    assert "Traceback" not in discover.stdout + discover.stderr
+    assert_no_secret_in(discover)
 
 
 def assert_no_secret_in(result: cli.SyncResult) -> None:
@@ -363,3 +385,160 @@ def test_unexpected_pages_do_not_crash_the_sync_and_the_next_sync_loses_nothing(
         assert second.returncode == 0, second.errors
     union = set(keys(first, "pull_requests")) | set(keys(second, "pull_requests"))
     assert union == truth["pull_requests"], sorted(truth["pull_requests"] - union)[:5]
+
+
+# ----------------------------------------------------------------------------- bad state and catalog files
+def _stream_entry(name: str, stream_state: Any, **extra: Any) -> Dict[str, Any]:
+    return {"type": "STREAM", "stream": {"stream_descriptor": {"name": name}, "stream_state": stream_state}, **extra}
+
+
+_CURSOR = {"updated_on": "2024-01-01T00:00:00.000000+00:00"}
+_UNKNOWN_STREAM = {"stream": {"name": "issues", "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
+                   "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}
+
+
+@dataclass
+class BadFile:
+    id: str
+    option: str  # --state or --catalog
+    content: Optional[str]  # the file's text; None: the path does not exist
+    expected: str  # in the error message
+
+
+BAD_FILES = [
+    BadFile("state_an_object_instead_of_a_list", "--state", json.dumps({"repositories": _CURSOR}), "holds a JSON object"),
+    BadFile("state_empty_file", "--state", "", "is empty"),
+    BadFile("state_invalid_json", "--state", '[{"type": "STREAM", "stream": ', "is not valid JSON"),
+    BadFile("state_stream_state_a_string", "--state", json.dumps([_stream_entry("commits", "2024-01-01")]),
+            "stream_state for stream 'commits' that is a JSON string"),
+    BadFile("state_stream_state_a_list", "--state", json.dumps([_stream_entry("repositories", [_CURSOR])]),
+            "stream_state for stream 'repositories' that is a JSON list"),
+    BadFile("state_global", "--state", json.dumps([{"type": "GLOBAL", "global": {
+        "shared_state": {"x": 1}, "stream_states": [{"stream_descriptor": {"name": "commits"}, "stream_state": {}}]}}]), "GLOBAL state"),
+    BadFile("state_entry_without_a_stream_descriptor", "--state",
+            json.dumps([{"type": "STREAM", "stream": {"stream_state": _CURSOR}}]), "without a stream descriptor"),
+    BadFile("state_whole_state_output_lines", "--state", json.dumps([{"type": "STATE", "state": _stream_entry("repositories", _CURSOR)}]),
+            "whole STATE output line"),
+    BadFile("state_file_missing", "--state", None, "cannot be read"),
+    BadFile("catalog_naming_an_unknown_stream", "--catalog", json.dumps({"streams": cli.catalog()["streams"] + [_UNKNOWN_STREAM]}),
+            "names a stream this source does not have: 'issues'. "
+            "Its streams are: repositories, pull_requests, commits, deployments, workspace_users."),
+    BadFile("catalog_not_json", "--catalog", "streams: [repositories]", "is not valid JSON"),
+    BadFile("catalog_empty_file", "--catalog", "", "is empty"),
+    BadFile("catalog_a_list", "--catalog", json.dumps(cli.catalog()["streams"]), "holds a JSON list"),
+    BadFile("catalog_without_streams", "--catalog", json.dumps({"stream": cli.catalog()["streams"]}), "has no \"streams\" list"),
+    BadFile("catalog_bad_sync_mode", "--catalog", json.dumps({"streams": [dict(cli.catalog()["streams"][0], sync_mode="INVALID")]}),
+            "sync_mode \"INVALID\""),
+]
+FIXES = {"--state": "delete the file to re-sync every stream from start_date",
+         "--catalog": "refresh the source schema"}
+
+
+def refuse_file(bad: BadFile) -> Tuple[cli.SyncResult, List[Any], str]:
+    """``main.py read`` with the bad file (and good other files); returns the output, the requests
+    the sandbox saw and the bad file's path."""
+    workspace = small_workspace()
+    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN) as server, tempfile.TemporaryDirectory() as tmp:
+        paths = {"--config": _write(tmp, "config", good_config(server, workspace)), "--catalog": _write(tmp, "catalog", cli.catalog())}
+        paths[bad.option] = str(Path(tmp) / f"bad{bad.option.replace('-', '_')}.json")
+        if bad.content is not None:
+            Path(paths[bad.option]).write_text(bad.content)
+        args = [sys.executable, str(cli.PROJECT_ROOT / "main.py"), "read"]
+        for option, path in paths.items():
+            args += [option, path]
+        completed = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=cli.PROJECT_ROOT)
+        return cli.parse(completed.stdout, completed.returncode, completed.stderr), server.requests, paths[bad.option]
+
+
+@pytest.fixture(scope="module")
+def refused_files(request) -> Dict[str, Future]:
+    wanted = selected(request, "bad_file")
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    futures = {b.id: pool.submit(refuse_file, b) for b in BAD_FILES if b.id in wanted}
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("bad_file", BAD_FILES, ids=[b.id for b in BAD_FILES])
+def test_read_refuses_a_bad_state_or_catalog_file_with_one_config_error_naming_it_without_a_request(bad_file: BadFile, refused_files) -> None:
+    result, requests, path = refused_files[bad_file.id].result(timeout=280)
+    assert requests == [], "read sent requests with a bad input file"
+    assert result.returncode == 1
+    assert not result.records and not result.states
+    assert len(result.traces) == 1, result.traces  # one error, no stream statuses
+    [error] = result.errors
+    assert error["failure_type"] == "config_error"
+    message = error["message"]
+    assert message.startswith(f"The {bad_file.option} file '{path}' "), message
+    assert bad_file.expected in message, message
+    assert FIXES[bad_file.option] in message.lower(), message
+    assert not error.get("stack_trace")
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip() == ""
+    assert not [log for log in result.logs if log["level"] not in ("INFO", "DEBUG")], result.logs
+    assert_no_secret_in(result)
+
+
+def test_every_state_shape_the_cdk_accepts_still_resumes_the_sync() -> None:
+    """``[]``; per-stream entries with ``stream_state`` null or {}; an entry without ``type``; a LEGACY
+    entry: the sync with them reads what the sync with the equivalent canonical state reads."""
+    workspace = small_workspace()
+    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN) as server:
+        conf = good_config(server, workspace)
+        first = cli.run("read", conf, cli.catalog(), timeout=120)
+        assert first.returncode == 0, first.errors
+        latest = {s["stream"]["stream_descriptor"]["name"]: s["stream"]["stream_state"] for s in first.final_state()}
+        assert latest["pull_requests"] and latest["deployments"]
+        untyped = _stream_entry("pull_requests", latest["pull_requests"])
+        del untyped["type"]
+        shapes = [
+            _stream_entry("repositories", None),
+            untyped,
+            _stream_entry("commits", {}),
+            {"type": "LEGACY", "data": {"deployments": latest["deployments"]}},
+        ]
+        canonical = [_stream_entry("pull_requests", latest["pull_requests"]), _stream_entry("deployments", latest["deployments"])]
+        with_shapes = cli.run("read", conf, cli.catalog(), state=shapes, timeout=120)
+        with_canonical = cli.run("read", conf, cli.catalog(), state=canonical, timeout=120)
+        with_empty_list = cli.run("read", conf, cli.catalog(), state=[], timeout=120)
+    for result in (with_shapes, with_canonical, with_empty_list):
+        assert result.returncode == 0, result.errors
+        assert "Traceback" not in result.stdout + result.stderr
+    assert with_shapes.counts() == with_canonical.counts()
+    assert with_shapes.counts()["pull_requests"] < first.counts()["pull_requests"], "the untyped entry was ignored"
+    assert with_empty_list.counts() == first.counts()
+
+
+# ----------------------------------------------------------------------------- the command line itself
+def _console_script() -> Path:
+    return Path(sys.executable).parent / "source-bitbucket"
+
+
+def _launchers() -> List[Any]:
+    main = pytest.param([sys.executable, str(cli.PROJECT_ROOT / "main.py")], "main.py", id="python_main.py")
+    script = pytest.param([str(_console_script())], "source-bitbucket", id="console_script",
+                          marks=pytest.mark.skipif(not _console_script().exists(), reason="the console script is not installed"))
+    return [main, script]
+
+
+@pytest.mark.parametrize("launcher,prog", _launchers())
+def test_no_command_prints_the_usage_and_a_one_line_error_and_exits_2(launcher: List[str], prog: str) -> None:
+    completed = subprocess.run(launcher, capture_output=True, text=True, timeout=60, cwd=cli.PROJECT_ROOT)
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    usage, error = completed.stderr.splitlines()
+    assert usage.startswith(f"usage: {prog} ") and "{spec,check,discover,read}" in usage
+    assert error.startswith(f"{prog}: error: no command given") and "spec, check, discover, read" in error
+
+
+@pytest.mark.parametrize("launcher,prog", _launchers())
+def test_version_prints_the_package_version(launcher: List[str], prog: str) -> None:
+    import re
+    from importlib import metadata
+
+    completed = subprocess.run(launcher + ["--version"], capture_output=True, text=True, timeout=60, cwd=cli.PROJECT_ROOT)
+    assert completed.returncode == 0, completed.stderr
+    declared = re.search(r'\bversion="([^"]+)"', (cli.PROJECT_ROOT / "setup.py").read_text()).group(1)
+    assert metadata.version("source-bitbucket") == declared, "the installed metadata is stale: reinstall"
+    assert completed.stdout == f"source-bitbucket {declared}\n"
+    assert completed.stderr == ""

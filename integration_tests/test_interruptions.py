@@ -455,3 +455,38 @@ def test_a_state_never_claims_a_repository_skipped_by_a_shifting_listing_even_if
     union = keys(killed.result, "repositories") | keys(resumed, "repositories")
     assert union == truth.keys["repositories"], sorted(truth.keys["repositories"] - union)[:3]
     assert unclaimed_records(killed.lines, truth, parse_iso(START_DATE)) == []
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+def test_ctrl_c_during_a_read_exits_130_quietly_without_claiming_the_interrupted_stream_finished() -> None:
+    """SIGINT while the busiest repository's second pull request page is held: exit code 130, one line
+    on stderr, no traceback, no "Finished syncing pull_requests" (streams that did finish still say so)."""
+    workspace = new_workspace()
+    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN, latency_ms=LATENCY_MS) as server, \
+            tempfile.TemporaryDirectory() as tmp:
+        server.add_fault("latency", "&page=2", 1, ms=3000)  # the second page of the busiest repository's PRs
+        paths = {}
+        for name, content in (("config", config(server, workspace)), ("catalog", cli.catalog())):
+            paths[name] = Path(tmp) / f"{name}.json"
+            paths[name].write_text(json.dumps(content))
+        proc = subprocess.Popen(
+            [sys.executable, str(cli.PROJECT_ROOT / "main.py"), "read", "--config", str(paths["config"]),
+             "--catalog", str(paths["catalog"])],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cli.PROJECT_ROOT,
+        )
+        deadline = time.monotonic() + 60
+        while not any(path.endswith("/pullrequests") and q.get("page") == ["2"] for _, path, q in server.requests):
+            assert proc.poll() is None and time.monotonic() < deadline, "the second page was never requested"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    result = cli.parse(stdout.decode(), proc.returncode, stderr.decode())
+    assert result.returncode == 130
+    assert result.stderr == "source-bitbucket: interrupted\n"
+    assert "Traceback" not in result.stdout + result.stderr
+    messages = [log["message"] for log in result.logs]
+    assert "Finished syncing repositories" in messages
+    assert "Finished syncing pull_requests" not in messages, messages[-5:]
+    assert any(m.startswith("Stopped syncing pull_requests before its end (interrupted)") for m in messages), messages[-5:]
+    assert not any(m.startswith("Finished syncing") and m != "Finished syncing repositories" for m in messages)
+    assert not result.errors

@@ -132,10 +132,18 @@ def _start_date(value: Any, now: datetime) -> datetime:
         parsed = None
     if not isinstance(parsed, datetime):
         raise ConfigError("start_date", f"'{value}' is not an ISO 8601 date-time; use e.g. 2023-01-01T00:00:00Z.")
-    parsed = parsed.astimezone(timezone.utc)
+    try:
+        parsed = parsed.astimezone(timezone.utc)
+    except (OverflowError, OSError, ValueError):  # e.g. 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        raise ConfigError(
+            "start_date",
+            f"'{value}' is out of range: in UTC it falls before year 1 or after year 9999; use e.g. 2023-01-01T00:00:00Z.",
+        ) from None
     if parsed > now:
         raise ConfigError("start_date", f"'{value}' is in the future; use a date in the past or leave it empty.")
-    return datetime.fromtimestamp(parsed.timestamp(), tz=timezone.utc)
+    # A plain datetime (not pendulum's), built from the fields: no float timestamp (imprecise far from 1970).
+    return datetime(parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute, parsed.second,
+                    parsed.microsecond, tzinfo=timezone.utc)
 
 
 def _pull_request_states(value: Any) -> Tuple[str, ...]:

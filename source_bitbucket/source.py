@@ -6,8 +6,16 @@ import base64
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Any, List, Mapping, Optional, Tuple
-from airbyte_cdk.models import AirbyteConnectionStatus, Status
+from typing import Any, Iterator, List, Mapping, Optional, Set, Tuple
+
+from airbyte_cdk.models import (
+    AirbyteConnectionStatus,
+    AirbyteMessage,
+    AirbyteStateMessage,
+    ConfiguredAirbyteCatalog,
+    ConfiguredAirbyteStream,
+    Status,
+)
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.sources.streams.http.requests_native_auth import BasicHttpAuthenticator
@@ -17,6 +25,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_bitbucket.check import check_connection
 from source_bitbucket.concurrency import RateLimitGate
 from source_bitbucket.config import BitbucketConfig
+from source_bitbucket.inputs import check_catalog_streams, read_catalog_file, read_state_file
 from source_bitbucket.streams import Commits, Deployments, PullRequests, Repositories, WorkspaceUsers
 
 
@@ -24,7 +33,9 @@ class SourceBitbucket(AbstractSource):
     """Bitbucket Cloud source: repositories, pull_requests, commits, deployments, workspace_users.
 
     ``read`` and ``discover`` validate the config with ``BitbucketConfig`` (messages that name the
-    field and the fix) instead of the CDK's generic spec validation.
+    field and the fix) instead of the CDK's generic spec validation. ``read`` refuses malformed
+    ``--state`` and ``--catalog`` files, and catalogs naming unknown streams, before any request
+    (``inputs.py``).
     """
 
     check_config_against_spec = False
@@ -32,6 +43,45 @@ class SourceBitbucket(AbstractSource):
     def __init__(self) -> None:
         super().__init__()
         self._stop_sync = threading.Event()
+        self._catalog_path: Optional[str] = None
+        self._unfinished: Set[str] = set()
+
+    @classmethod
+    def read_state(cls, state_path: str) -> List[AirbyteStateMessage]:
+        """The ``--state`` file's per-stream states; a malformed file is a config error naming it."""
+        return read_state_file(state_path)
+
+    def read_catalog(self, catalog_path: str) -> ConfiguredAirbyteCatalog:  # type: ignore[override]  # an instance method: remembers the path for read()
+        """The ``--catalog`` file's configured catalog; a malformed file is a config error naming it."""
+        self._catalog_path = catalog_path
+        return read_catalog_file(catalog_path)
+
+    def read(
+        self,
+        logger: logging.Logger,
+        config: Mapping[str, Any],
+        catalog: ConfiguredAirbyteCatalog,
+        state: Optional[List[AirbyteStateMessage]] = None,
+    ) -> Iterator[AirbyteMessage]:
+        """``AbstractSource.read``, after refusing a catalog that names unknown streams (before any
+        request), and without claiming "Finished syncing <stream>" for a stream that was interrupted
+        (Ctrl-C, or the reader closed mid-stream): the CDK logs it in a ``finally``."""
+        check_catalog_streams(catalog, [stream.name for stream in self.streams(config)], self._catalog_path)
+        self._unfinished = set()  # this read's: a source may read more than once
+        note = _UnfinishedStreams(self._unfinished)
+        logger.addFilter(note)
+        try:
+            yield from super().read(logger, config, catalog, state)
+        finally:
+            logger.removeFilter(note)
+
+    def _read_stream(self, logger: logging.Logger, stream_instance: Stream, configured_stream: ConfiguredAirbyteStream,
+                     state_manager: Any, internal_config: Any) -> Iterator[AirbyteMessage]:
+        try:
+            yield from super()._read_stream(logger, stream_instance, configured_stream, state_manager, internal_config)
+        except (KeyboardInterrupt, GeneratorExit):
+            self._unfinished.add(configured_stream.stream.name)
+            raise
 
     @property
     def stop_sync_on_stream_failure(self) -> bool:
@@ -82,6 +132,21 @@ class SourceBitbucket(AbstractSource):
             Deployments(parent=parent, **common),
             WorkspaceUsers(**common),
         ]
+
+
+class _UnfinishedStreams(logging.Filter):
+    """Rewrites the CDK's "Finished syncing <stream>" for the streams in ``unfinished``."""
+
+    def __init__(self, unfinished: Set[str]) -> None:
+        super().__init__()
+        self.unfinished = unfinished
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Finished syncing ") and message[len("Finished syncing "):] in self.unfinished:
+            stream = message[len("Finished syncing "):]
+            record.msg, record.args = f"Stopped syncing {stream} before its end (interrupted); the next sync resumes from its last STATE", None
+        return True
 
 
 def _authenticator(config: BitbucketConfig) -> BasicHttpAuthenticator:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set
 
 import pendulum
 
@@ -29,9 +29,10 @@ CLOCK_SKEW_MARGIN_SECONDS = 60
 def parse_datetime(value: Any) -> Optional[datetime]:
     """Parse an API or state date-time (ISO 8601, any offset or none = UTC) into an aware UTC datetime.
 
-    Returns None for None, "" or an unparsable value. The standard library parses every form the
-    API sends (about 60x faster than pendulum, which stays as the fallback for other ISO 8601
-    forms); this runs several times per record.
+    Returns None for None, "" or an unparsable value, and for a value outside what a UTC datetime can
+    hold (``0001-01-01T00:00:00+01:00`` is in year 0 in UTC): it never raises. The standard library
+    parses every form the API sends (about 60x faster than pendulum, which stays as the fallback for
+    other ISO 8601 forms); this runs several times per record.
     """
     if not value:
         return None
@@ -43,22 +44,26 @@ def parse_datetime(value: Any) -> Optional[datetime]:
 @lru_cache(maxsize=4096)
 def _parse_text(text: str) -> Optional[datetime]:
     try:
-        return _as_utc(datetime.fromisoformat(text))
+        parsed = datetime.fromisoformat(text)
     except ValueError:
-        pass
+        try:
+            parsed = pendulum.parse(text)
+        except (ValueError, TypeError, OverflowError, pendulum.parsing.exceptions.ParserError):
+            return None
+        if not isinstance(parsed, datetime):
+            return None
+    return _as_utc(parsed)
+
+
+def _as_utc(value: datetime) -> Optional[datetime]:
+    """``value`` in UTC as a plain ``datetime`` (naive = UTC); None when UTC is out of range."""
     try:
-        parsed = pendulum.parse(text)
-    except (ValueError, TypeError, pendulum.parsing.exceptions.ParserError):
+        utc = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except (OverflowError, OSError, ValueError):
         return None
-    if not isinstance(parsed, datetime):
-        return None
-    return _as_utc(datetime.fromtimestamp(parsed.timestamp(), tz=timezone.utc).replace(microsecond=parsed.microsecond))
-
-
-def _as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    if type(utc) is not datetime:  # pendulum's DateTime: the same fields in a plain datetime
+        utc = datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=timezone.utc)
+    return utc
 
 
 def format_datetime(value: datetime) -> str:

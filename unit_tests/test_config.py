@@ -42,6 +42,9 @@ BAD_CONFIGS = [
     ("start_date", {"start_date": "2024-13-45T00:00:00Z"}, "start-date-invalid"),
     ("start_date", {"start_date": "2024-06-02T00:00:00Z"}, "start-date-future"),
     ("start_date", {"start_date": "2024-06-01T13:00:00+00:00"}, "start-date-future-same-day"),
+    ("start_date", {"start_date": "0001-01-01T00:00:00+01:00"}, "start-date-before-year-1-in-utc"),
+    ("start_date", {"start_date": "0001-01-01T00:00:00+14:00"}, "start-date-far-before-year-1-in-utc"),
+    ("start_date", {"start_date": "9999-12-31T23:59:59-01:00"}, "start-date-after-year-9999-in-utc"),
     ("pull_request_state", {"pull_request_state": "CLOSED"}, "pr-state-unknown"),
     ("pull_request_state", {"pull_request_state": ""}, "pr-state-empty"),
     ("api_url", {"api_url": "http://api.bitbucket.org/2.0"}, "api-url-http-public"),
@@ -210,3 +213,11 @@ def test_same_api_host_refuses_another_server(link, api_url):
 def test_an_api_url_port_that_is_not_a_number_is_a_config_error():
     with pytest.raises(ConfigError, match="'api_url'.*port"):
         BitbucketConfig.from_mapping({**VALID, "api_url": "https://api.bitbucket.org:x/2.0"})
+@pytest.mark.parametrize("value,expected", [
+    ("0001-01-01T00:00:00-01:00", datetime(1, 1, 1, 1, 0, tzinfo=timezone.utc)),
+    ("0001-01-01T00:00:00.123457Z", datetime(1, 1, 1, 0, 0, 0, 123457, tzinfo=timezone.utc)),  # exact, far from 1970
+])
+def test_the_earliest_start_dates_that_exist_in_utc_are_accepted(value, expected):
+    start_date = BitbucketConfig.from_mapping(build(start_date=value), now=NOW).start_date
+    assert start_date == expected and type(start_date) is datetime
+    assert start_date.replace(tzinfo=None) == expected.replace(tzinfo=None)

@@ -64,6 +64,37 @@ def test_parse_datetime_returns_none_for_missing_or_unparsable(value):
     assert parse_datetime(value) is None
 
 
+@pytest.mark.parametrize("value", [
+    "0001-01-01T00:00:00+01:00",  # year 0 in UTC
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-01:00",  # year 10000 in UTC
+    "9999-12-31T23:59:59.999999-00:01",
+    "0001-001T00:00:00+01:00",  # parsed by pendulum, not by the standard library
+    datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+    datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-1))),
+])
+def test_parse_datetime_returns_none_when_utc_is_out_of_range(value):
+    assert parse_datetime(value) is None
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("0001-01-01T00:00:00-01:00", utc(1, 1, 1, 1)),
+    ("9999-12-31T23:59:59+01:00", utc(9999, 12, 31, 22, 59, 59)),
+    ("0001-001T00:00:00.5-01:00", utc(1, 1, 1, 1, 0, 0, 500000)),
+])
+def test_parse_datetime_at_the_edges_of_utc(value, expected):
+    parsed = parse_datetime(value)
+    assert parsed == expected and type(parsed) is datetime
+    assert format_datetime(parsed) == expected.isoformat(timespec="microseconds")
+
+
+def test_a_state_cursor_out_of_range_in_utc_counts_as_no_cursor():
+    state = {ALPHA["uuid"]: {"updated_on": "0001-01-01T00:00:00+01:00"}, "updated_on": "9999-12-31T23:59:59-01:00"}
+    assert cursors().stored_cursor(state, ALPHA) is None
+    assert cursors().lower_bound(state, ALPHA) == START_DATE
+    assert cursors().lower_bound(state, None) == START_DATE
+
+
 @pytest.mark.parametrize(
     "value,expected",
     [
