@@ -29,6 +29,7 @@ import requests
 from requests.auth import AuthBase
 
 from source_bitbucket.config import BitbucketConfig, same_api_host
+from source_bitbucket.streams import STREAM_CLASSES, Deployments, PullRequests, Repositories, WorkspaceUsers
 from source_bitbucket.errors import (
     API_TOKENS_PAGE,
     UNAUTHORIZED_MESSAGE,
@@ -60,10 +61,16 @@ class ScopeProbe:
     resource: Optional[str]
 
 
+def _probe(stream: type, core: bool, resource: Optional[str]) -> ScopeProbe:
+    """A probe for ``stream``'s scope, naming every registered stream that needs the same scope."""
+    scope = stream.required_scope
+    return ScopeProbe(scope, tuple(s.name for s in STREAM_CLASSES if s.required_scope == scope), core, resource)
+
+
 PROBES = (
-    ScopeProbe("read:pullrequest:bitbucket", ("pull_requests",), core=True, resource="pullrequests"),
-    ScopeProbe("read:pipeline:bitbucket", ("deployments",), core=False, resource="deployments"),
-    ScopeProbe("read:workspace:bitbucket", ("workspace_users",), core=False, resource=None),
+    _probe(PullRequests, core=True, resource=PullRequests.resource),
+    _probe(Deployments, core=False, resource=Deployments.resource),
+    _probe(WorkspaceUsers, core=False, resource=None),
 )
 
 
@@ -131,7 +138,7 @@ def _listing_failure_message(response: requests.Response, config: BitbucketConfi
     if status == 401:
         return UNAUTHORIZED_MESSAGE
     if status == 403:
-        return forbidden_message(response, "repositories")
+        return forbidden_message(response, Repositories.name, Repositories.required_scope)
     if status == 404:
         return workspace_not_found_message(config.workspace)
     if status == 429:

@@ -38,14 +38,6 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_bitbucket.concurrency import RateLimitGate
 
-REQUIRED_SCOPES = {
-    "repositories": "read:repository:bitbucket",
-    "commits": "read:repository:bitbucket",
-    "pull_requests": "read:pullrequest:bitbucket",
-    "deployments": "read:pipeline:bitbucket",
-    "workspace_users": "read:workspace:bitbucket",
-}
-
 UNAUTHORIZED_MESSAGE = (
     "Bitbucket rejected the credentials (HTTP 401). Set 'email' to your Atlassian account email "
     "(not the Bitbucket username) and 'api_token' to an API token created with scopes at "
@@ -129,10 +121,10 @@ def missing_scopes(response: requests.Response) -> Optional[List[str]]:
     return None
 
 
-def forbidden_message(response: requests.Response, stream_name: str) -> str:
+def forbidden_message(response: requests.Response, stream_name: str, scope: str) -> str:
     """The message for a 403 that stops a stream: what Bitbucket said, which scope is missing
-    (Bitbucket's ``detail.required``, else the stream's scope) and where to add it."""
-    scopes = missing_scopes(response) or [REQUIRED_SCOPES.get(stream_name, "the stream's read scope")]
+    (Bitbucket's ``detail.required``, else ``scope``, the stream's ``required_scope``) and where to add it."""
+    scopes = missing_scopes(response) or [scope or "the stream's read scope"]
     return (
         f"Bitbucket refused access to {stream_name} (HTTP 403: {error_detail(response)}). The API token needs the "
         f"scope {', '.join(scopes)}: create a token with it at {API_TOKENS_PAGE} (Create API token with scopes, "
@@ -178,7 +170,8 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
 
     Args:
         logger: the stream's logger.
-        stream_name: used in messages and to name the missing scope.
+        stream_name: used in messages.
+        scope: the API-token scope the stream needs (its ``required_scope``), named by 403 messages.
         skip_statuses: statuses that skip the current repository (IGNORE) instead of failing;
             ``{403, 404}`` for repository-scoped streams, empty for workspace-level ones.
         workspace: the slug, for the 404 message of workspace-level listings.
@@ -191,6 +184,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         self,
         logger: logging.Logger,
         stream_name: str,
+        scope: str = "",
         skip_statuses=frozenset(),
         workspace: str = "",
         stop_sync: Optional[threading.Event] = None,
@@ -198,6 +192,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
     ):
         super().__init__(logger=logger, error_mapping={**DEFAULT_ERROR_MAPPING, **_NETWORK_ERRORS}, **kwargs)
         self._stream_name = stream_name
+        self._scope = scope
         self._skip_statuses = frozenset(skip_statuses)
         self._workspace = workspace
         self._stop_sync = stop_sync
@@ -215,7 +210,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
                 )
             if missing_scopes(response_or_exception) is not None:  # the token lacks a scope: every repository would answer so
                 return ErrorResolution(
-                    ResponseAction.FAIL, FailureType.config_error, forbidden_message(response_or_exception, self._stream_name)
+                    ResponseAction.FAIL, FailureType.config_error, forbidden_message(response_or_exception, self._stream_name, self._scope)
                 )
             if status in self._skip_statuses:
                 return ErrorResolution(ResponseAction.IGNORE, FailureType.config_error, None)
@@ -225,7 +220,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
                 return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, UNAUTHORIZED_MESSAGE)
             if status == 403:
                 return ErrorResolution(
-                    ResponseAction.FAIL, FailureType.config_error, forbidden_message(response_or_exception, self._stream_name)
+                    ResponseAction.FAIL, FailureType.config_error, forbidden_message(response_or_exception, self._stream_name, self._scope)
                 )
             if status == 404:
                 if self._stop_sync is not None:

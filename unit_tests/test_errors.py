@@ -10,7 +10,8 @@ import requests
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.streams.http.error_handlers import ResponseAction
 
-from source_bitbucket.errors import REQUIRED_SCOPES, UNAUTHORIZED_MESSAGE, BitbucketErrorHandler, error_detail, missing_scopes
+from source_bitbucket.errors import UNAUTHORIZED_MESSAGE, BitbucketErrorHandler, error_detail, missing_scopes
+from source_bitbucket.streams import STREAM_CLASSES
 
 FIXTURES = Path(__file__).resolve().parent / "resource" / "bitbucket-api"
 URL = "https://api.bitbucket.org/2.0/repositories/acme/%7Bbbbb%7D/pullrequests?state=OPEN"
@@ -53,8 +54,8 @@ def fixture_response(status, name):
     return make_response(status, path.read_bytes(), content_type)
 
 
-def handler(stream_name="pull_requests", skip_statuses=frozenset(), workspace="acme"):
-    return BitbucketErrorHandler(LOGGER, stream_name=stream_name, skip_statuses=skip_statuses, workspace=workspace)
+def handler(stream_name="pull_requests", skip_statuses=frozenset(), workspace="acme", scope="read:pullrequest:bitbucket"):
+    return BitbucketErrorHandler(LOGGER, stream_name=stream_name, scope=scope, skip_statuses=skip_statuses, workspace=workspace)
 
 
 # --- error_detail ----------------------------------------------------------------------------
@@ -142,9 +143,9 @@ def test_401_fails_with_config_error(name, skip_statuses):
     assert "'email'" in UNAUTHORIZED_MESSAGE and "'api_token'" in UNAUTHORIZED_MESSAGE
 
 
-@pytest.mark.parametrize("stream_name,scope", sorted(REQUIRED_SCOPES.items()))
+@pytest.mark.parametrize("stream_name,scope", sorted((s.name, s.required_scope) for s in STREAM_CLASSES))
 def test_403_fails_with_config_error_naming_the_scope(stream_name, scope):
-    resolution = handler(stream_name=stream_name).interpret_response(
+    resolution = handler(stream_name=stream_name, scope=scope).interpret_response(
         fixture_response(403, "error_403__migrate-bbs-to-cloud-issue9__1.json")
     )
     assert resolution.response_action == ResponseAction.FAIL
@@ -162,7 +163,7 @@ def test_403_for_pull_requests_names_read_pullrequest_and_the_api_detail():
 
 
 def test_403_for_unknown_stream_still_explains():
-    resolution = handler(stream_name="mystery").interpret_response(make_response(403, "Forbidden"))
+    resolution = handler(stream_name="mystery", scope="").interpret_response(make_response(403, "Forbidden"))
     assert resolution.response_action == ResponseAction.FAIL
     assert "mystery" in resolution.error_message
     assert "read scope" in resolution.error_message

@@ -6,4 +6,8 @@ from source_bitbucket.streams.pull_requests import PullRequests
 from source_bitbucket.streams.repositories import Repositories
 from source_bitbucket.streams.workspace_users import WorkspaceUsers
 
-__all__ = ["Commits", "Deployments", "PullRequests", "Repositories", "WorkspaceUsers"]
+# The registry: every stream the source offers, in catalog order. Code and tests that need to know
+# the streams (names, keys, scopes) read them from here and from the classes' own attributes.
+STREAM_CLASSES = (Repositories, PullRequests, Commits, Deployments, WorkspaceUsers)
+
+__all__ = ["STREAM_CLASSES", "Commits", "Deployments", "PullRequests", "Repositories", "WorkspaceUsers"]

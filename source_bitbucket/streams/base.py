@@ -76,7 +76,8 @@ class BitbucketStream(HttpStream, ABC):
     """Base of all streams: ``{api_url}/...``, HTTP basic auth, ``next``-link pagination.
 
     Subclasses set ``name``, ``primary_key``, ``cursor_field``, ``page_size`` (the endpoint's
-    maximum ``pagelen``) and ``first_page_path``; they may override ``first_page_params`` and
+    maximum ``pagelen``), ``required_scope`` (the API-token scope of the endpoint, named by 403
+    messages and probed by ``check``) and ``first_page_path``; they may override ``first_page_params`` and
     ``transform`` (decorate or drop each record).
 
     When state is written (the state contract: a STATE never claims a record that was not
@@ -95,6 +96,7 @@ class BitbucketStream(HttpStream, ABC):
     """
 
     page_size: int = 100
+    required_scope: str = ""  # the API-token scope the endpoint needs, e.g. read:repository:bitbucket
     state_checkpoint_interval = None  # see above: state only at the end of a slice
     skip_statuses: frozenset = frozenset()
     detect_shifts: bool = True  # page-numbered listings; the commits iterator does not shift
@@ -142,6 +144,7 @@ class BitbucketStream(HttpStream, ABC):
         return BitbucketErrorHandler(
             logger=self.logger,
             stream_name=self.name,
+            scope=self.required_scope,
             skip_statuses=self.skip_statuses,
             workspace=self.config.workspace,
             stop_sync=self.stop_sync,

@@ -39,6 +39,7 @@ class Commits(RepositoryScopedStream):
     primary_key = ["repository_uuid", "hash"]
     cursor_field = "date"
     page_size = 100
+    required_scope = "read:repository:bitbucket"
     resource = "commits"
     detect_shifts = False  # iterator pagination over a snapshot: nothing slides between pages
 

@@ -22,6 +22,7 @@ class Deployments(RepositoryScopedStream):
     primary_key = "uuid"
     cursor_field = "completed_on"
     page_size = 100
+    required_scope = "read:pipeline:bitbucket"
     resource = "deployments"
 
     def transform(self, record: MutableMapping[str, Any], stream_slice: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:

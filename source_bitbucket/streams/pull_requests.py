@@ -23,6 +23,7 @@ class PullRequests(RepositoryScopedStream):
     primary_key = ["repository_uuid", "id"]
     cursor_field = "updated_on"
     page_size = 50
+    required_scope = "read:pullrequest:bitbucket"
     resource = "pullrequests"
 
     def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:

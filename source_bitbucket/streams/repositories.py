@@ -30,6 +30,7 @@ class Repositories(BitbucketStream):
     primary_key = "uuid"
     cursor_field = "updated_on"
     page_size = 100
+    required_scope = "read:repository:bitbucket"
 
     def __init__(self, shared_listing: Optional["Repositories"] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -17,6 +17,7 @@ class WorkspaceUsers(BitbucketStream):
     name = "workspace_users"
     primary_key = "user_uuid"
     page_size = 100
+    required_scope = "read:workspace:bitbucket"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
