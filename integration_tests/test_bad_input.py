@@ -387,7 +387,7 @@ def test_unexpected_pages_do_not_crash_the_sync_and_the_next_sync_loses_nothing(
     assert union == truth["pull_requests"], sorted(truth["pull_requests"] - union)[:5]
 
 
-# ----------------------------------------------------------------------------- bad state and catalog files
+# ----------------------------------------------------------------------------- bad config, state and catalog files
 def _stream_entry(name: str, stream_state: Any, **extra: Any) -> Dict[str, Any]:
     return {"type": "STREAM", "stream": {"stream_descriptor": {"name": name}, "stream_state": stream_state}, **extra}
 
@@ -400,7 +400,7 @@ _UNKNOWN_STREAM = {"stream": {"name": "issues", "json_schema": {}, "supported_sy
 @dataclass
 class BadFile:
     id: str
-    option: str  # --state or --catalog
+    option: str  # --config, --state or --catalog
     content: Optional[str]  # the file's text; None: the path does not exist
     expected: str  # in the error message
 
@@ -420,6 +420,10 @@ BAD_FILES = [
     BadFile("state_whole_state_output_lines", "--state", json.dumps([{"type": "STATE", "state": _stream_entry("repositories", _CURSOR)}]),
             "whole STATE output line"),
     BadFile("state_file_missing", "--state", None, "cannot be read"),
+    BadFile("config_file_missing", "--config", None, "cannot be read"),
+    BadFile("config_empty_file", "--config", "", "is empty"),
+    BadFile("config_invalid_json_holding_the_token", "--config", f'{{"workspace": "acme", "api_token": "{TOKEN}",', "is not valid JSON"),
+    BadFile("config_a_list", "--config", json.dumps([{"workspace": "acme"}]), "holds a JSON list, not an object"),
     BadFile("catalog_naming_an_unknown_stream", "--catalog", json.dumps({"streams": cli.catalog()["streams"] + [_UNKNOWN_STREAM]}),
             "names a stream this source does not have: 'issues'. "
             "Its streams are: repositories, pull_requests, commits, deployments, workspace_users."),
@@ -430,7 +434,8 @@ BAD_FILES = [
     BadFile("catalog_bad_sync_mode", "--catalog", json.dumps({"streams": [dict(cli.catalog()["streams"][0], sync_mode="INVALID")]}),
             "sync_mode \"INVALID\""),
 ]
-FIXES = {"--state": "delete the file to re-sync every stream from start_date",
+FIXES = {"--config": "write it as a json object",
+         "--state": "delete the file to re-sync every stream from start_date",
          "--catalog": "refresh the source schema"}
 
 
@@ -460,7 +465,7 @@ def refused_files(request) -> Dict[str, Future]:
 
 
 @pytest.mark.parametrize("bad_file", BAD_FILES, ids=[b.id for b in BAD_FILES])
-def test_read_refuses_a_bad_state_or_catalog_file_with_one_config_error_naming_it_without_a_request(bad_file: BadFile, refused_files) -> None:
+def test_read_refuses_a_bad_config_state_or_catalog_file_with_one_config_error_naming_it_without_a_request(bad_file: BadFile, refused_files) -> None:
     result, requests, path = refused_files[bad_file.id].result(timeout=280)
     assert requests == [], "read sent requests with a bad input file"
     assert result.returncode == 1

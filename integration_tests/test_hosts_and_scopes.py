@@ -119,3 +119,16 @@ def test_a_403_without_the_scope_error_skips_only_that_repository_with_one_warni
     assert len(warned) == 1 and f"{ws.slug}/{target.slug}" in warned[0] and "HTTP 403" in warned[0], warned
     expected = {k for k in truth_keys(ws)["pull_requests"] if k[0] != target.uuid}
     assert set(keys(result, "pull_requests")) == expected
+
+
+def test_once_a_scope_error_is_seen_the_stream_sends_no_more_requests() -> None:
+    """30 repositories, 2 workers: at most the 2 requests in flight meet the 403; the other 28
+    repositories cost nothing (the rate limit is not spent on answers known in advance)."""
+    ws = generate_workspace(seed=6, repositories=30, pull_requests=60, commits=60, deployments=0, members=1, now=NOW)
+    with SandboxServer(ws, email=EMAIL, api_token=TOKEN, scopes=without("read:pullrequest:bitbucket")) as server:
+        result = cli.run("read", {**config(server.api_url, ws), "num_workers": 2}, cli.catalog(streams=["pull_requests"]), timeout=240)
+        sent = [p for _, p, _ in server.requests if p.endswith("/pullrequests")]
+    assert result.returncode != 0 and list(stream_errors(result)) == ["pull_requests"]
+    assert 1 <= len(sent) <= 2, len(sent)
+    errors_logged = [l for l in result.logs if l["level"] == "ERROR" and "failed with status code '403'" in l["message"]]
+    assert len(errors_logged) <= 2, len(errors_logged)

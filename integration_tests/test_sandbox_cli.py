@@ -93,3 +93,18 @@ def test_an_empty_config_out_writes_no_file(tmp_path):
     with serve(["--config-out", ""], tmp_path, until="token scopes") as (_, printed):
         assert "Bitbucket sandbox serving workspace 'acme-sandbox'" in printed and "config written" not in printed
         assert not (tmp_path / "secrets").exists()
+
+
+def test_a_port_in_use_is_one_line_with_the_fix_not_a_traceback(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": str(cli.PROJECT_ROOT)}
+        done = subprocess.run([sys.executable, "-m", "integration_tests.sandbox", "--port", str(port), *SIZE],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "--port 0" in done.stderr

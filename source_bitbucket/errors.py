@@ -172,6 +172,8 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         logger: the stream's logger.
         stream_name: used in messages.
         scope: the API-token scope the stream needs (its ``required_scope``), named by 403 messages.
+        on_scope_missing: called with the message when a 403 is Bitbucket's scope error, so that the
+            stream sends no more requests (every repository would answer the same).
         skip_statuses: statuses that skip the current repository (IGNORE) instead of failing;
             ``{403, 404}`` for repository-scoped streams, empty for workspace-level ones.
         workspace: the slug, for the 404 message of workspace-level listings.
@@ -185,6 +187,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         logger: logging.Logger,
         stream_name: str,
         scope: str = "",
+        on_scope_missing: Optional[Callable[[str], None]] = None,
         skip_statuses=frozenset(),
         workspace: str = "",
         stop_sync: Optional[threading.Event] = None,
@@ -193,6 +196,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         super().__init__(logger=logger, error_mapping={**DEFAULT_ERROR_MAPPING, **_NETWORK_ERRORS}, **kwargs)
         self._stream_name = stream_name
         self._scope = scope
+        self._on_scope_missing = on_scope_missing
         self._skip_statuses = frozenset(skip_statuses)
         self._workspace = workspace
         self._stop_sync = stop_sync
@@ -209,9 +213,10 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
                     f"Bitbucket sent a {self._stream_name} page that is not JSON with a 'values' list (HTTP {status}).",
                 )
             if missing_scopes(response_or_exception) is not None:  # the token lacks a scope: every repository would answer so
-                return ErrorResolution(
-                    ResponseAction.FAIL, FailureType.config_error, forbidden_message(response_or_exception, self._stream_name, self._scope)
-                )
+                message = forbidden_message(response_or_exception, self._stream_name, self._scope)
+                if self._on_scope_missing is not None:
+                    self._on_scope_missing(message)
+                return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, message)
             if status in self._skip_statuses:
                 return ErrorResolution(ResponseAction.IGNORE, FailureType.config_error, None)
             if status == 401:

@@ -1,4 +1,4 @@
-"""Read and check the ``--state`` and ``--catalog`` files of ``read`` before anything is read.
+"""Read and check the ``--config``, ``--state`` and ``--catalog`` files before anything is read.
 
 The CDK turns a malformed file into a generic "Something went wrong" crash with a traceback (and
 reads nothing, or, for a catalog naming an unknown stream, ends with exit 0). Here each problem is
@@ -22,7 +22,7 @@ object, or a whole ``{"type": "STATE", "state": ...}`` output line instead of it
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, List, Mapping, Optional
+from typing import Any, Iterable, List, Mapping, MutableMapping, Optional
 
 from airbyte_cdk.models import (
     AirbyteStateMessage,
@@ -45,11 +45,15 @@ STATE_SHAPE = (
     'a JSON list of state messages, e.g. [{"type": "STREAM", "stream": {"stream_descriptor": '
     '{"name": "commits"}, "stream_state": {...}}}]'
 )
+CONFIG_FIX = (
+    'Write it as a JSON object, e.g. {"workspace": "acme", "email": "me@example.com", "api_token": "..."} '
+    "(the fields are listed by 'spec' and in the README)."
+)
 SYNC_MODES = ("full_refresh", "incremental")
 
 
 class InputFileError(AirbyteTracedException):
-    """A ``--state`` or ``--catalog`` file the user must fix; surfaces as an Airbyte ``config_error``."""
+    """A ``--config``, ``--state`` or ``--catalog`` file the user must fix; surfaces as an Airbyte ``config_error``."""
 
     def __init__(self, option: str, path: Optional[str], problem: str, fix: str) -> None:
         where = f"The {option} file '{path}'" if path else f"The {option.lstrip('-')} given to read"
@@ -57,6 +61,18 @@ class InputFileError(AirbyteTracedException):
         super().__init__(message=message, internal_message=message, failure_type=FailureType.config_error)
         self.option = option
         self.path = path
+
+
+def read_config_file(path: str) -> MutableMapping[str, Any]:
+    """The ``--config`` file's JSON object (its fields are validated later by ``BitbucketConfig``).
+
+    Raises:
+        InputFileError: the file cannot be read, is empty, is not JSON, or is not a JSON object.
+    """
+    content = _load_json("--config", path, CONFIG_FIX)
+    if not isinstance(content, dict):
+        raise InputFileError("--config", path, f"holds a JSON {_kind(content)}, not an object", CONFIG_FIX)
+    return content
 
 
 def read_state_file(path: Optional[str]) -> List[AirbyteStateMessage]:

@@ -6,7 +6,7 @@ import base64
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Any, Iterator, List, Mapping, Optional, Set, Tuple
+from typing import Any, Iterator, List, Mapping, MutableMapping, Optional, Set, Tuple
 
 from airbyte_cdk.models import (
     AirbyteConnectionStatus,
@@ -25,7 +25,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_bitbucket.check import check_connection
 from source_bitbucket.concurrency import RateLimitGate
 from source_bitbucket.config import BitbucketConfig
-from source_bitbucket.inputs import check_catalog_streams, read_catalog_file, read_state_file
+from source_bitbucket.inputs import check_catalog_streams, read_catalog_file, read_config_file, read_state_file
 from source_bitbucket.streams import Commits, Deployments, PullRequests, Repositories, WorkspaceUsers
 
 
@@ -45,6 +45,11 @@ class SourceBitbucket(AbstractSource):
         self._stop_sync = threading.Event()
         self._catalog_path: Optional[str] = None
         self._unfinished: Set[str] = set()
+
+    @staticmethod
+    def read_config(config_path: str) -> MutableMapping[str, Any]:
+        """The ``--config`` file's object; a missing, empty or malformed file is a config error naming it."""
+        return read_config_file(config_path)
 
     @classmethod
     def read_state(cls, state_path: str) -> List[AirbyteStateMessage]:

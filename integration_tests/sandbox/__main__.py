@@ -81,8 +81,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     workspace = generate_workspace(seed=args.seed, repositories=args.repositories, pull_requests=args.pull_requests,
                                    commits=args.commits, deployments=args.deployments, members=args.members,
                                    slug=args.workspace)
-    server = SandboxServer(workspace, email=args.email, api_token=args.api_token, latency_ms=args.latency_ms,
-                           port=args.port, verbose=args.verbose, scopes=args.scopes).bind()
+    try:
+        server = SandboxServer(workspace, email=args.email, api_token=args.api_token, latency_ms=args.latency_ms,
+                               port=args.port, verbose=args.verbose, scopes=args.scopes).bind()
+    except OSError as error:  # e.g. the port is taken by another sandbox
+        print(f"sandbox: cannot listen on 127.0.0.1:{args.port} ({error.strerror or error}); "
+              "stop what uses it, or pass --port 0 for any free port.", file=sys.stderr)
+        return 1
 
     def _stop(signum, frame):  # SIGTERM -> same clean exit as Ctrl-C
         raise KeyboardInterrupt

@@ -115,6 +115,7 @@ class BitbucketStream(HttpStream, ABC):
         self.stop_sync = stop_sync or threading.Event()
         super().__init__(**kwargs)
         self._local = threading.local()
+        self._scope_refused: Optional[str] = None
         self.cursors = RepositoryCursors(self.cursor_field or "", config.start_date, sync_started_at)
         self._state: MutableMapping[str, Any] = {}
         self._initial_state: Mapping[str, Any] = {}
@@ -145,6 +146,7 @@ class BitbucketStream(HttpStream, ABC):
             logger=self.logger,
             stream_name=self.name,
             scope=self.required_scope,
+            on_scope_missing=self._refuse_further_requests,
             skip_statuses=self.skip_statuses,
             workspace=self.config.workspace,
             stop_sync=self.stop_sync,
@@ -161,8 +163,17 @@ class BitbucketStream(HttpStream, ABC):
             where=lambda: getattr(self._local, "where", ""),
         )
 
+    def _refuse_further_requests(self, message: str) -> None:
+        """The token lacks this stream's scope: the stream's other readers send nothing more."""
+        self._scope_refused = message
+
     def request_kwargs(self, **kwargs: Any) -> Mapping[str, Any]:
-        """Called before each page request: holds it while a rate-limit wait is shared by all readers."""
+        """Called before each page request: refuses it once the token is known to lack the stream's
+        scope (no request, no log per repository), and holds it while a rate-limit wait is shared by
+        all readers."""
+        if self._scope_refused:
+            raise AirbyteTracedException(message=self._scope_refused, internal_message=self._scope_refused,
+                                         failure_type=FailureType.config_error)
         waited = self.rate_limit_gate.wait()
         if waited:
             self.logger.debug(f"{self.name}: held {waited:.1f} s by a rate-limit wait of another request")
