@@ -420,6 +420,7 @@ BAD_FILES = [
     BadFile("state_whole_state_output_lines", "--state", json.dumps([{"type": "STATE", "state": _stream_entry("repositories", _CURSOR)}]),
             "whole STATE output line"),
     BadFile("state_file_missing", "--state", None, "cannot be read"),
+    BadFile("state_nested_too_deeply", "--state", "[" + '{"a":' * 5000 + "1" + "}" * 5000 + "]", "is nested too deeply"),
     BadFile("config_file_missing", "--config", None, "cannot be read"),
     BadFile("config_empty_file", "--config", "", "is empty"),
     BadFile("config_invalid_json_holding_the_token", "--config", f'{{"workspace": "acme", "api_token": "{TOKEN}",', "is not valid JSON"),

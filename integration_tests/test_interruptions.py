@@ -490,3 +490,40 @@ def test_ctrl_c_during_a_read_exits_130_quietly_without_claiming_the_interrupted
     assert any(m.startswith("Stopped syncing pull_requests before its end (interrupted)") for m in messages), messages[-5:]
     assert not any(m.startswith("Finished syncing") and m != "Finished syncing repositories" for m in messages)
     assert not result.errors
+
+
+# ----------------------------------------------------------------------------- a server clock behind the local one
+def test_a_listing_that_loses_one_item_and_gains_one_loses_nothing_when_bitbucket_s_clock_is_behind_ours() -> None:
+    """``pull_request_state: OPEN``: while page 3 is requested, the oldest open pull request is merged (it
+    leaves the listing) and a new one is opened (it joins at the end). ``size`` stays, nothing comes twice:
+    the shift shows only in the new pull request's date, from Bitbucket's clock, which is an hour behind the
+    local one here (the sandbox's Date header follows its clock). The cursor must not move past the pull
+    request that slid onto page 2, even if the process is killed right after its STATE."""
+    behind = (datetime.now(timezone.utc) - timedelta(hours=1)).replace(microsecond=0).isoformat()
+    workspace = generate_workspace(seed=11, repositories=1, pull_requests=1200, commits=40, deployments=0, members=1, now=behind)
+    repo = workspace.repositories[0]
+    oldest_open = min((pr for pr in repo.pull_requests if pr.state == "OPEN"), key=lambda pr: pr.updated_us)
+    fired = threading.Event()
+    catalog = cli.catalog(streams=["pull_requests"])
+    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN, clock_dates=True) as server:
+        server.add_fault("latency", "page=3", 1, ms=1000)
+
+        def mutate_when_page_three_is_requested() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if any(path.endswith("/pullrequests") and q.get("page") == ["3"] for _, path, q in server.requests):
+                    workspace.update_pull_request(repo.slug, oldest_open.id)  # merged: leaves the OPEN listing
+                    workspace.add_pull_request(repo.slug)  # joins at its end
+                    fired.set()
+                    return
+                time.sleep(0.003)
+
+        threading.Thread(target=mutate_when_page_three_is_requested, daemon=True).start()
+        conf = {**config(server, workspace), "pull_request_state": "OPEN", "num_workers": 1}
+        killed = read_until(conf, lambda counts, message: message.get("type") == "STATE", catalog)
+        assert fired.wait(5), "page 3 was never requested: the scenario tests nothing"
+        resumed = cli.run("read", conf, catalog, state=killed.result.final_state(), timeout=240)
+    assert resumed.returncode == 0, resumed.errors
+    open_now = {(repo.uuid, pr.id) for pr in repo.pull_requests if pr.state == "OPEN"}
+    union = keys(killed.result, "pull_requests") | keys(resumed, "pull_requests")
+    assert open_now <= union, sorted(open_now - union)[:3]

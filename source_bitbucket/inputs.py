@@ -208,6 +208,8 @@ def _load_json(option: str, path: str, fix: str) -> Any:
         raise InputFileError(option, path, "is empty", fix)
     try:
         return json.loads(text)
+    except RecursionError:
+        raise InputFileError(option, path, "is nested too deeply to be read", fix) from None
     except json.JSONDecodeError as error:
         raise InputFileError(option, path, f"is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})", fix) from None
 

@@ -17,6 +17,7 @@ uuid-keyed entries as repositories are synced.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set
@@ -148,6 +149,12 @@ class RepositoryCursors:
     in the future; ascending, page-numbered listings may have shifted under us, so the
     repository's cursor stays where this sync started it and the next sync reads that window
     again (duplicates are possible, losses are not).
+
+    "The sync's start" is the earlier of the local clock's and Bitbucket's: the ``Date`` header of
+    the first answer (``observe_server_time``). Record dates come from Bitbucket's clock, so with
+    the local clock alone, a local clock running ahead of Bitbucket's would let a record changed
+    during the sync look older than the sync and move the cursor past an item that a shifting
+    listing skipped.
     """
 
     def __init__(self, cursor_field: str, start_date: datetime, sync_started_at: datetime) -> None:
@@ -157,6 +164,17 @@ class RepositoryCursors:
         self.ceiling = sync_started_at.timestamp() - CLOCK_SKEW_MARGIN_SECONDS
         self._pinned: Set[str] = set()
         self._held: Set[str] = set()
+
+    def observe_server_time(self, http_date: Optional[str]) -> None:
+        """Lower the ceiling to Bitbucket's clock (an HTTP ``Date`` header, 1 s resolution) minus
+        the margin, if that is earlier; any thread may call it (a float is replaced atomically)."""
+        try:
+            when = parsedate_to_datetime(http_date) if http_date else None
+        except (TypeError, ValueError, OverflowError):
+            when = None
+        if when is not None:
+            when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+            self.ceiling = min(self.ceiling, when.timestamp() - 1 - CLOCK_SKEW_MARGIN_SECONDS)
 
     def hold(self, keys: Iterable[str]) -> None:
         """Read these state keys (repository keys, ``""`` = the stream-wide cursor) from the sync's

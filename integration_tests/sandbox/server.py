@@ -9,6 +9,7 @@ requests, records, info) need none and are not logged. Every API request is logg
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import socket
 import sys
@@ -24,6 +25,7 @@ from . import scopes as scope_rules
 from .api import Api, Request, Response, endpoint_kind, error_response, json_response
 from .data import MUTATIONS, STREAMS
 from .shapes import rebase
+from .util import to_datetime
 from .faults import ALTERING, FaultRule, FaultSet, repository_key
 from .faults import KINDS as FAULT_KINDS
 
@@ -63,8 +65,9 @@ class SandboxServer:
 
     def __init__(self, workspace, email: str = "dev@example.com", api_token: str = "sandbox-token",
                  latency_ms: int = 0, port: int = 0, host: str = "127.0.0.1", verbose: bool = False,
-                 scopes: Optional[List[str]] = None):
+                 scopes: Optional[List[str]] = None, clock_dates: bool = False):
         self.workspace = workspace
+        self.clock_dates = clock_dates  # True: the Date header tells the workspace's clock, as Bitbucket's tells its own
         self.email, self.api_token = email, api_token
         self.scopes = None if scopes is None else list(scopes)
         self.latency_ms = latency_ms
@@ -311,6 +314,13 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40 ms delayed-ACK stalls
     server_version = "BitbucketSandbox/1.0"
+
+    def date_time_string(self, timestamp=None) -> str:
+        """The ``Date`` header: the real time, or with ``clock_dates`` the workspace's clock (the one its
+        ``updated_on`` values come from: a server whose clock is behind or ahead of the client's)."""
+        if self.sandbox.clock_dates and timestamp is None:
+            return email.utils.format_datetime(to_datetime(self.sandbox.workspace.now_us), usegmt=True)
+        return super().date_time_string(timestamp)
 
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)

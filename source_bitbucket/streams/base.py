@@ -291,6 +291,7 @@ class BitbucketStream(HttpStream, ABC):
         stream_slice: Optional[Mapping[str, Any]] = None,
         next_page_token: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[Mapping[str, Any]]:
+        self.cursors.observe_server_time(response.headers.get("Date"))  # before any of the page's records is observed
         body = page_body(response)
         walk = self._walk()
         if self.detect_shifts:
