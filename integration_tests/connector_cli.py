@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from source_bitbucket.streams import STREAM_CLASSES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CATALOG = PROJECT_ROOT / "integration_tests" / "configured_catalog.json"
-STREAMS = ("repositories", "pull_requests", "commits", "deployments", "workspace_users")
+STREAMS = tuple(stream.name for stream in STREAM_CLASSES)  # the registry's order
 
 
 @dataclass

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Set, Tuple
 
 from integration_tests import connector_cli as cli
+from source_bitbucket.streams import STREAM_CLASSES
+
+
+def key_fields(stream: str) -> List[str]:
+    """The top-level fields of a stream's primary key, as its class in the registry declares it."""
+    key = next(c for c in STREAM_CLASSES if c.name == stream).primary_key
+    return [key] if isinstance(key, str) else list(key)
 
 
 def connector_key(stream: str, record: Mapping[str, Any]) -> Tuple:
     """A record's primary key as the connector declares it."""
-    return {
-        "repositories": lambda r: (r["uuid"],),
-        "pull_requests": lambda r: (r["repository_uuid"], r["id"]),
-        "commits": lambda r: (r["repository_uuid"], r["hash"]),
-        "deployments": lambda r: (r["uuid"],),
-        "workspace_users": lambda r: (r["user_uuid"],),
-    }[stream](record)
+    return tuple(record[field] for field in key_fields(stream))
 
 
 def keys(result: cli.SyncResult, stream: str) -> List[Tuple]:

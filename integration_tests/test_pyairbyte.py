@@ -21,6 +21,7 @@ from typing import Dict, Mapping, Optional, Set, Tuple
 
 import pytest
 
+from integration_tests.ground_truth import key_fields
 from integration_tests.sandbox import STREAMS, SandboxServer, generate_workspace
 
 pytestmark = [  # noise from PyAirbyte's dependencies, not from the connector
@@ -33,8 +34,7 @@ CONNECTOR = Path(sys.executable).parent / "source-bitbucket"
 EMAIL, TOKEN = "dev@example.com", "sandbox-token-pyairbyte-81c2"
 
 # The connector's primary key of each stream, and the same key computed from the sandbox's raw API objects.
-PRIMARY_KEYS = {"repositories": ["uuid"], "pull_requests": ["repository_uuid", "id"],
-                "commits": ["repository_uuid", "hash"], "deployments": ["uuid"], "workspace_users": ["user_uuid"]}
+PRIMARY_KEYS = {stream: key_fields(stream) for stream in STREAMS}
 TRUTH_KEYS = {
     "repositories": lambda r: (r["uuid"],),
     "pull_requests": lambda r: (r["destination"]["repository"]["uuid"], r["id"]),

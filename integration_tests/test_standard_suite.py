@@ -36,6 +36,7 @@ from airbyte_cdk.test.models import ConnectorTestScenario
 from airbyte_cdk.test.standard_tests import SourceTestSuiteBase
 from boltons.typeutils import classproperty
 
+from integration_tests.ground_truth import connector_key
 from integration_tests.sandbox import SandboxServer, generate_workspace
 from source_bitbucket import SourceBitbucket
 
@@ -184,9 +185,7 @@ def test_incremental_read_with_a_future_state_emits_nothing_new(entry):
 
 
 def _key(stream: str, record: Mapping[str, Any]) -> Tuple:
-    pk = {"repositories": ("uuid",), "pull_requests": ("repository_uuid", "id"),
-          "commits": ("repository_uuid", "hash"), "deployments": ("uuid",), "workspace_users": ("user_uuid",)}
-    return tuple(record[field] for field in pk[stream])
+    return connector_key(stream, record)
 
 
 @pytest.mark.parametrize("entry", _section("full_refresh"), ids=lambda e: Path(e["config_path"]).stem)

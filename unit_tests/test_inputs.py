@@ -7,9 +7,10 @@ import json
 import pytest
 from airbyte_cdk.models import AirbyteStateType, FailureType
 
+from source_bitbucket.streams import STREAM_CLASSES
 from source_bitbucket.inputs import InputFileError, check_catalog_streams, read_catalog_file, read_state_file
 
-STREAMS = ["repositories", "pull_requests", "commits", "deployments", "workspace_users"]
+STREAMS = [stream.name for stream in STREAM_CLASSES]
 CURSOR = {"{aaaa}": {"updated_on": "2024-01-01T00:00:00.000000+00:00"}}
 
 

@@ -22,11 +22,13 @@ from airbyte_cdk.sources.utils.schema_helpers import JsonFileLoader, ResourceSch
 from jsonschema import Draft7Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 
+from source_bitbucket.streams import STREAM_CLASSES
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = ROOT / "schemas"
 FIXTURES_DIR = Path(__file__).resolve().parent / "resource" / "bitbucket-api"
 
-STREAMS = ("repositories", "pull_requests", "commits", "deployments", "workspace_users")
+STREAMS = tuple(stream.name for stream in STREAM_CLASSES)
 KEY_FIELDS = {
     "repositories": ["uuid", "updated_on"],
     "pull_requests": ["repository_uuid", "id", "updated_on"],
