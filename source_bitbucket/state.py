@@ -9,7 +9,7 @@ Cursor values are compared as parsed UTC datetimes (the API mixes ``+00:00``, ``
 fractions and no fraction) and always written in one canonical form,
 ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``.
 
-Older state shapes are accepted: a single stream-wide cursor (``{"updated_on": ...}``) and
+Dates are parsed and formatted by ``source_bitbucket.dates``. Older state shapes are accepted: a single stream-wide cursor (``{"updated_on": ...}``) and
 entries keyed by ``workspace/slug`` or by ``slug``; they are read as fallbacks and replaced by
 uuid-keyed entries as repositories are synced.
 """
@@ -19,57 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set
 
-import pendulum
+from source_bitbucket.dates import format_datetime, parse_datetime
 
 CLOCK_SKEW_MARGIN_SECONDS = 60
-
-
-def parse_datetime(value: Any) -> Optional[datetime]:
-    """Parse an API or state date-time (ISO 8601, any offset or none = UTC) into an aware UTC datetime.
-
-    Returns None for None, "" or an unparsable value, and for a value outside what a UTC datetime can
-    hold (``0001-01-01T00:00:00+01:00`` is in year 0 in UTC): it never raises. The standard library
-    parses every form the API sends (about 60x faster than pendulum, which stays as the fallback for
-    other ISO 8601 forms); this runs several times per record.
-    """
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        return _as_utc(value)
-    return _parse_text(str(value))
-
-
-@lru_cache(maxsize=4096)
-def _parse_text(text: str) -> Optional[datetime]:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            parsed = pendulum.parse(text)
-        except (ValueError, TypeError, OverflowError, pendulum.parsing.exceptions.ParserError):
-            return None
-        if not isinstance(parsed, datetime):
-            return None
-    return _as_utc(parsed)
-
-
-def _as_utc(value: datetime) -> Optional[datetime]:
-    """``value`` in UTC as a plain ``datetime`` (naive = UTC); None when UTC is out of range."""
-    try:
-        utc = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return None
-    if type(utc) is not datetime:  # pendulum's DateTime: the same fields in a plain datetime
-        utc = datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=timezone.utc)
-    return utc
-
-
-def format_datetime(value: datetime) -> str:
-    """The canonical cursor form: ``2024-05-01T10:00:00.000000+00:00`` (UTC, microseconds)."""
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 @dataclass
@@ -251,44 +205,3 @@ def _keys(repository: Optional[Mapping[str, str]]) -> list:
         return []
     keys = [repository.get("uuid"), repository.get("full_name"), repository.get("slug")]
     return [k for k in dict.fromkeys(keys) if k]
-
-
-class CommitFrontier:
-    """The tips of the commit graph already read from one repository.
-
-    ``GET .../commits?exclude=<hash>`` lists every commit reachable from the repository's
-    branches and tags and *not* reachable from the excluded hashes. Excluding the tips we have
-    read returns exactly the commits that are new to us, whatever their date (a branch merged
-    late brings old-dated commits) and in whatever order the API lists them.
-
-    A hash is a tip when no commit read so far names it as a parent. The order in which commits
-    arrive does not matter: a parent read before its child is dropped when the child arrives.
-
-    ``add`` and ``snapshot`` run on the thread reading the repository; ``excluded`` (a list that
-    is replaced, never changed) may be read from any thread.
-    """
-
-    def __init__(self, previous_tips: Iterable[str], limit: int) -> None:
-        self.tips: Set[str] = set(previous_tips)
-        self.limit = limit
-        self.excluded: List[str] = sorted(self.tips)[:limit]
-        self._referenced: Set[str] = set()
-
-    def add(self, commit_hash: str, parent_hashes: Iterable[str]) -> None:
-        """Record a commit read from the listing."""
-        if commit_hash not in self._referenced:
-            self.tips.add(commit_hash)
-        for parent in parent_hashes:
-            self._referenced.add(parent)
-            self.tips.discard(parent)
-
-    def snapshot(self) -> List[str]:
-        """Publish the tips to send as ``exclude`` next time, at most ``limit`` of them (sorted, for
-        stable URLs). Dropping tips past the limit can only make the next sync list commits again
-        (duplicates), never skip one."""
-        self.excluded = sorted(self.tips)[: self.limit]
-        return self.excluded
-
-    def release(self) -> None:
-        """Forget the parents seen (the repository is read): memory stays flat across repositories."""
-        self._referenced = set()

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from source_bitbucket.concurrency import RateLimitGate, SlicePrefetcher
-from source_bitbucket.errors import BitbucketBackoffStrategy
+from source_bitbucket.backoff import BitbucketBackoffStrategy
 
 
 class Recorder:

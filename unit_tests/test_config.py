@@ -129,7 +129,7 @@ def test_wrong_types_and_shapes_name_the_field(field, value):
 
 
 def test_an_ancient_start_date_is_written_with_four_year_digits():
-    from source_bitbucket.state import format_datetime
+    from source_bitbucket.dates import format_datetime
 
     parsed = BitbucketConfig.from_mapping(build(start_date="0001-01-01T00:00:00Z"), now=NOW).start_date
     assert format_datetime(parsed) == "0001-01-01T00:00:00.000000+00:00"

@@ -10,7 +10,7 @@ import pytest
 import requests
 import responses
 
-from source_bitbucket.errors import BitbucketBackoffStrategy, parse_retry_after
+from source_bitbucket.backoff import BitbucketBackoffStrategy, parse_retry_after
 from unit_tests.conftest import API, WORKSPACE, page, repository, repository_url, run_read
 
 LISTING = f"{API}/repositories/{WORKSPACE}"

@@ -6,14 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from source_bitbucket.state import (
-    CLOCK_SKEW_MARGIN_SECONDS,
-    CommitFrontier,
-    RepositoryCursors,
-    format_datetime,
-    parse_datetime,
-    usable_cursors,
-)
+from source_bitbucket.dates import format_datetime, parse_datetime
+from source_bitbucket.state import CLOCK_SKEW_MARGIN_SECONDS, RepositoryCursors, usable_cursors
+from source_bitbucket.streams.commits import CommitFrontier
 
 UTC = timezone.utc
 START_DATE = datetime(2021, 1, 1, tzinfo=UTC)

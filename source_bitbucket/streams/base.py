@@ -1,10 +1,5 @@
-"""The shared HttpStream of every Bitbucket stream: URL, auth, next-link paging, errors, schema.
-
-Pagination (narrative "Pagination"): every list answers ``{"values": [...], "next": <url>}``;
-``next`` is absent on the last page and already carries every query parameter (``q``,
-``sort``, ``state``, ``pagelen``...), so it is followed verbatim and nothing is re-appended.
-Commits page with an opaque ``page=<token>``; the other endpoints with page numbers.
-"""
+"""The shared HttpStream of every Bitbucket stream: URL, auth, next-link paging (``pagination``),
+errors, state, schema."""
 
 from __future__ import annotations
 
@@ -24,52 +19,16 @@ from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy, Err
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_bitbucket.concurrency import RateLimitGate
-from source_bitbucket.config import BitbucketConfig, same_api_host
-from source_bitbucket.errors import BitbucketBackoffStrategy, BitbucketErrorHandler, foreign_link_message, json_body
+from source_bitbucket.backoff import BitbucketBackoffStrategy
+from source_bitbucket.config import BitbucketConfig
+from source_bitbucket.errors import BitbucketErrorHandler
 from source_bitbucket.state import RepositoryCursors, usable_cursors
+from source_bitbucket.streams.pagination import MAX_WALKS, ListingShifted, Walk, page_body
 
-def _path_of(url: str) -> str:
-    return urlparse(url).path
-
-
-def _pagination_error(message: str) -> AirbyteTracedException:
-    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.system_error)
-
-
-def page_body(response: requests.Response) -> Mapping[str, Any]:
-    """The decoded JSON object of a list page ({} when the body is not a JSON object)."""
-    body = json_body(response)
-    return body if isinstance(body, Mapping) else {}
 
 
 # Retries are bounded by time (config ``max_waiting_time``), not by count.
 MAX_RETRIES = 1000
-MAX_WALKS = 3
-
-
-class ListingShifted(Exception):
-    """A page-numbered listing changed under the reader (see ``BitbucketStream.read_records``)."""
-
-
-class _Walk:
-    """What one walk through a listing has seen: next links, the first ``size``, the keys read."""
-
-    def __init__(self) -> None:
-        self.followed: set = set()
-        self.size: Optional[int] = None
-        self.keys: set = set()
-
-    def check_size(self, size: Any) -> None:
-        if not isinstance(size, int) or isinstance(size, bool):
-            return
-        if self.size is not None and size < self.size:
-            raise ListingShifted(f"it shrank from {self.size} to {size} items")
-        self.size = size
-
-    def check_new(self, key: tuple) -> None:
-        if key in self.keys:
-            raise ListingShifted(f"{key} came twice")
-        self.keys.add(key)
 
 
 class BitbucketStream(HttpStream, ABC):
@@ -222,23 +181,15 @@ class BitbucketStream(HttpStream, ABC):
         next_url = page_body(response).get("next")
         if not next_url:
             return None
-        if not same_api_host(str(next_url), self.config.api_url):
-            raise _pagination_error(foreign_link_message(str(next_url), self.config.api_url))
-        followed = self._pages_followed()
-        if next_url in followed or next_url == response.request.url:
-            raise _pagination_error(
-                f"Bitbucket's next-page link repeats a page already read ({_path_of(next_url)}); stopping instead of looping."
-            )
-        followed.add(next_url)
-        return {"next": next_url}
+        return {"next": self._walk().follow(str(next_url), response.request.url, self.config.api_url)}
 
     def _pages_followed(self) -> set:
         """The next links followed in the walk being read (per thread)."""
         return self._walk().followed
 
-    def _walk(self) -> "_Walk":
+    def _walk(self) -> Walk:
         if not hasattr(self._local, "walk"):
-            self._local.walk = _Walk()
+            self._local.walk = Walk()
         return self._local.walk
 
     def read_records(
@@ -260,7 +211,7 @@ class BitbucketStream(HttpStream, ABC):
         self._local.where = where  # named by the retry logs of this thread's requests
         try:
             for walk in range(1, MAX_WALKS + 1):
-                self._local.walk = _Walk()
+                self._local.walk = Walk()
                 try:
                     yield from super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
                     return
@@ -311,7 +262,7 @@ class BitbucketStream(HttpStream, ABC):
                     dropped += 1
         if dropped:
             self.logger.warning(
-                f"{self.name}: {dropped} item(s) of a page from {_path_of(response.url)} were not objects or lacked "
+                f"{self.name}: {dropped} item(s) of a page from {urlparse(response.url).path} were not objects or lacked "
                 f"a primary key field ({', '.join(self.key_fields)}); they were skipped."
             )
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set
 
 import requests
 from airbyte_cdk.models import SyncMode
 
-from source_bitbucket.state import CommitFrontier, format_datetime, parse_datetime
+from source_bitbucket.dates import format_datetime, parse_datetime
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 
 MAX_EXCLUDED_TIPS = 100
@@ -108,3 +108,44 @@ class Commits(RepositoryScopedStream):
         uuid = latest_record["repository_uuid"]
         state[uuid] = {**state[uuid], "exclude": self._frontiers[uuid].excluded}
         return state
+
+
+class CommitFrontier:
+    """The tips of the commit graph already read from one repository.
+
+    ``GET .../commits?exclude=<hash>`` lists every commit reachable from the repository's
+    branches and tags and *not* reachable from the excluded hashes. Excluding the tips we have
+    read returns exactly the commits that are new to us, whatever their date (a branch merged
+    late brings old-dated commits) and in whatever order the API lists them.
+
+    A hash is a tip when no commit read so far names it as a parent. The order in which commits
+    arrive does not matter: a parent read before its child is dropped when the child arrives.
+
+    ``add`` and ``snapshot`` run on the thread reading the repository; ``excluded`` (a list that
+    is replaced, never changed) may be read from any thread.
+    """
+
+    def __init__(self, previous_tips: Iterable[str], limit: int) -> None:
+        self.tips: Set[str] = set(previous_tips)
+        self.limit = limit
+        self.excluded: List[str] = sorted(self.tips)[:limit]
+        self._referenced: Set[str] = set()
+
+    def add(self, commit_hash: str, parent_hashes: Iterable[str]) -> None:
+        """Record a commit read from the listing."""
+        if commit_hash not in self._referenced:
+            self.tips.add(commit_hash)
+        for parent in parent_hashes:
+            self._referenced.add(parent)
+            self.tips.discard(parent)
+
+    def snapshot(self) -> List[str]:
+        """Publish the tips to send as ``exclude`` next time, at most ``limit`` of them (sorted, for
+        stable URLs). Dropping tips past the limit can only make the next sync list commits again
+        (duplicates), never skip one."""
+        self.excluded = sorted(self.tips)[: self.limit]
+        return self.excluded
+
+    def release(self) -> None:
+        """Forget the parents seen (the repository is read): memory stays flat across repositories."""
+        self._referenced = set()

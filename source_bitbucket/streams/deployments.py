@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, MutableMapping
 
-from source_bitbucket.state import parse_datetime
+from source_bitbucket.dates import parse_datetime
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 
 

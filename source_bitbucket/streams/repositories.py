@@ -9,7 +9,7 @@ from urllib.parse import quote
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.streams.core import StreamData
 
-from source_bitbucket.state import format_datetime
+from source_bitbucket.dates import format_datetime
 from source_bitbucket.streams.base import BitbucketStream
 
 

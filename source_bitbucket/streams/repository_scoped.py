@@ -13,8 +13,9 @@ from airbyte_cdk.sources.streams.http import HttpSubStream
 
 from source_bitbucket.concurrency import SlicePrefetcher
 from source_bitbucket.errors import error_detail
-from source_bitbucket.state import format_datetime
-from source_bitbucket.streams.base import BitbucketStream, ListingShifted
+from source_bitbucket.dates import format_datetime
+from source_bitbucket.streams.base import BitbucketStream
+from source_bitbucket.streams.pagination import ListingShifted
 
 PROGRESS_EVERY_RECORDS = 5000
 
