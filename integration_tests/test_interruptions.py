@@ -398,22 +398,25 @@ def test_records_changed_while_a_sync_runs_are_caught_by_the_next_sync() -> None
 
 
 # ----------------------------------------------------------------------------- a listing shifts, then a kill
-def _kill_after_a_shift_and_resume(workspace, stream: str, listing_path: Callable[[str], bool], mutate: Callable[[], None]):
+def _kill_after_a_shift_and_resume(workspace, stream: str, listing_path: Callable[[str], bool], mutate: Callable[[], None],
+                                   extra_config: Optional[Mapping[str, Any]] = None, clock_dates: bool = False):
     """Read ``stream`` incrementally; when page 3 of its listing is requested, ``mutate`` the sandbox so that
     the first item of the ``sort=updated_on`` listing moves to its end (every later item slides one place to
     the front, and one slides onto a page already read). SIGKILL the process right after its first STATE,
-    resume from that STATE and return (truth keys, the killed run, the resumed run)."""
+    resume from that STATE and return (truth keys, the killed run, the resumed run). ``clock_dates``: the
+    sandbox's Date header follows its own clock, which ``mutate`` does not move to the real time."""
     fired = threading.Event()
     catalog = cli.catalog(streams=[stream])
-    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN) as server:
+    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN, clock_dates=clock_dates) as server:
         server.add_fault("latency", "page=3", 1, ms=1000)  # page 3 is answered after the change
 
         def mutate_when_page_three_is_requested() -> None:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not fired.is_set():
                 if any(listing_path(path) and q.get("page") == ["3"] for _, path, q in server.requests):
-                    with workspace.lock:
-                        workspace.set_now(datetime.now(timezone.utc))  # a change made now, during the sync
+                    if not clock_dates:
+                        with workspace.lock:
+                            workspace.set_now(datetime.now(timezone.utc))  # a change made now, during the sync
                     mutate()
                     fired.set()
                     return
@@ -421,7 +424,7 @@ def _kill_after_a_shift_and_resume(workspace, stream: str, listing_path: Callabl
 
         watcher = threading.Thread(target=mutate_when_page_three_is_requested, daemon=True)
         watcher.start()
-        conf = config(server, workspace)
+        conf = {**config(server, workspace), **(extra_config or {})}
         killed = read_until(conf, lambda counts, message: message.get("type") == "STATE", catalog)
         watcher.join(5)
         assert fired.is_set(), "page 3 was never requested: the scenario tests nothing"
@@ -503,26 +506,14 @@ def test_a_listing_that_loses_one_item_and_gains_one_loses_nothing_when_bitbucke
     workspace = generate_workspace(seed=11, repositories=1, pull_requests=1200, commits=40, deployments=0, members=1, now=behind)
     repo = workspace.repositories[0]
     oldest_open = min((pr for pr in repo.pull_requests if pr.state == "OPEN"), key=lambda pr: pr.updated_us)
-    fired = threading.Event()
-    catalog = cli.catalog(streams=["pull_requests"])
-    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN, clock_dates=True) as server:
-        server.add_fault("latency", "page=3", 1, ms=1000)
 
-        def mutate_when_page_three_is_requested() -> None:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                if any(path.endswith("/pullrequests") and q.get("page") == ["3"] for _, path, q in server.requests):
-                    workspace.update_pull_request(repo.slug, oldest_open.id)  # merged: leaves the OPEN listing
-                    workspace.add_pull_request(repo.slug)  # joins at its end
-                    fired.set()
-                    return
-                time.sleep(0.003)
+    def merge_one_open_another() -> None:
+        workspace.update_pull_request(repo.slug, oldest_open.id)  # merged: leaves the OPEN listing
+        workspace.add_pull_request(repo.slug)  # joins at its end
 
-        threading.Thread(target=mutate_when_page_three_is_requested, daemon=True).start()
-        conf = {**config(server, workspace), "pull_request_state": "OPEN", "num_workers": 1}
-        killed = read_until(conf, lambda counts, message: message.get("type") == "STATE", catalog)
-        assert fired.wait(5), "page 3 was never requested: the scenario tests nothing"
-        resumed = cli.run("read", conf, catalog, state=killed.result.final_state(), timeout=240)
+    _, killed, resumed = _kill_after_a_shift_and_resume(
+        workspace, "pull_requests", lambda path: path.endswith("/pullrequests"), merge_one_open_another,
+        extra_config={"pull_request_state": "OPEN", "num_workers": 1}, clock_dates=True)
     assert resumed.returncode == 0, resumed.errors
     open_now = {(repo.uuid, pr.id) for pr in repo.pull_requests if pr.state == "OPEN"}
     union = keys(killed.result, "pull_requests") | keys(resumed, "pull_requests")
