@@ -8,9 +8,13 @@ import time
 
 import pytest
 import requests
+import responses
+from airbyte_cdk.models import SyncMode
 
 from source_bitbucket.concurrency import RateLimitGate, SlicePrefetcher
+from source_bitbucket import SourceBitbucket
 from source_bitbucket.backoff import BitbucketBackoffStrategy
+from unit_tests.conftest import API, WORKSPACE, page, repository, repository_url
 
 
 class Recorder:
@@ -107,3 +111,24 @@ def test_a_slice_left_early_frees_its_worker_and_the_next_slices_still_come():
     assert next(first) == "s0-0"
     first.close()  # as the CDK does when a record limit is reached
     assert [len(list(prefetcher.items(i))) for i in range(1, 6)] == [50] * 5
+
+
+@responses.activate
+def test_stream_slices_starts_no_thread_the_first_read_records_does(config):
+    repos = [repository(n) for n in (1, 2, 3)]
+    responses.get(f"{API}/repositories/{WORKSPACE}", json=page(repos))
+    for repo, delay in zip(repos, (0.5, 0.1, 0.1)):  # a started reader of the first is still alive when the test looks
+        responses.add_callback(responses.GET, repository_url(repo, "pullrequests"),
+                               callback=lambda request, d=delay: (time.sleep(d), (200, {}, '{"values": []}'))[1])
+    pull_requests = next(s for s in SourceBitbucket().streams({**config, "num_workers": 3}) if s.name == "pull_requests")
+    prefetchers = lambda: [t for t in threading.enumerate() if t.name.startswith("prefetch-")]  # noqa: E731
+    before = len(prefetchers())
+
+    slices = list(pull_requests.stream_slices(sync_mode=SyncMode.incremental, stream_state={}))
+
+    assert len(slices) == 3 and len(prefetchers()) == before
+    time.sleep(0.1)
+    assert len(prefetchers()) == before  # nothing was read yet
+    assert list(pull_requests.read_records(SyncMode.incremental, stream_slice=slices[0], stream_state={})) == []
+    pull_request_calls = [c for c in responses.calls if c.request.url.split("?")[0].endswith("/pullrequests")]
+    assert len(pull_request_calls) == 3  # the first read_records started the readers: the next two were read ahead

@@ -36,7 +36,8 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
       deleted mid-sync); the sync goes on. A 403 that is Bitbucket's scope error fails the stream
       instead (``errors.missing_scopes``).
     * With ``num_workers`` > 1, ``read_slice`` runs on prefetch threads (see
-      ``source_bitbucket.concurrency``) while ``read_records`` emits the slices in order.
+      ``source_bitbucket.concurrency``), started by the first ``read_records``, while
+      ``read_records`` emits the slices in order on the CDK's thread.
     """
 
     resource: str = ""
@@ -45,6 +46,7 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
     def __init__(self, parent: BitbucketStream, **kwargs: Any) -> None:
         super().__init__(parent=parent, **kwargs)
         self._progress = {"total": 0, "done": 0, "records": 0}
+        self._slices: List[Mapping[str, Any]] = []
         self._slice_index: dict = {}
         self._prefetcher: Optional[SlicePrefetcher] = None
 
@@ -61,12 +63,9 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
             since = self.cursors.lower_bound(stream_state or {}, repository) if incremental else self.config.start_date
             slices.append({"repository": repository, "since": format_datetime(since), **self.slice_extras(repository, incremental)})
         self._progress = {"total": len(slices), "done": 0, "records": 0}
+        self._slices = slices
         self._slice_index = {s["repository"]["uuid"]: i for i, s in enumerate(slices)}
-        self._prefetcher = None
-        if self.config.num_workers > 1 and len(slices) > 1:
-            self._prefetcher = SlicePrefetcher(
-                lambda s: self.read_slice(sync_mode, None, s, stream_state), slices, workers=self.config.num_workers
-            )
+        self._prefetcher = None  # started by the first read_records, not here
         yield from slices
 
     def read_records(
@@ -80,11 +79,8 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         logging progress: records so far, repositories done of total."""
         progress = self._progress
         full_name = stream_slice["repository"]["full_name"]
-        if self._prefetcher is not None:
-            pages = self._prefetcher.items(self._slice_index[stream_slice["repository"]["uuid"]])
-        else:
-            pages = self.read_slice(sync_mode, cursor_field, stream_slice, stream_state)
         count = 0
+        pages = self._pages(sync_mode, cursor_field, stream_slice, stream_state)
         for page in pages:
             for record in page:
                 count += 1
@@ -97,6 +93,19 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
             f"{self.name}: {progress['done']}/{progress['total']} repositories read ({full_name}: {count} records; "
             f"{progress['records']} records in all)"
         )
+
+    def _pages(self, sync_mode: SyncMode, cursor_field: Optional[List[str]], stream_slice: Mapping[str, Any],
+               stream_state: Optional[Mapping[str, Any]]) -> Iterable[List[Mapping[str, Any]]]:
+        """The pages of one repository: read here (one worker, or one repository), or handed over by
+        the prefetcher, which the first call starts (its threads run ``read_slice`` for the next
+        repositories while the CDK emits this one)."""
+        if self.config.num_workers <= 1 or len(self._slices) <= 1:
+            return self.read_slice(sync_mode, cursor_field, stream_slice, stream_state)
+        if self._prefetcher is None:
+            self._prefetcher = SlicePrefetcher(
+                lambda s: self.read_slice(sync_mode, None, s, stream_state), self._slices, workers=self.config.num_workers
+            )
+        return self._prefetcher.items(self._slice_index[stream_slice["repository"]["uuid"]])
 
     def read_slice(
         self,
