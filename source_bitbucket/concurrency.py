@@ -1,8 +1,10 @@
 """Reading several repositories at once while the CDK consumes them one after another.
 
 The CDK's sequential read loop (``Stream.read``) stays in charge: it asks for one repository
-slice at a time, emits its records in order, updates per-repository state with
-``get_updated_state`` and checkpoints after each slice. ``SlicePrefetcher`` only fetches ahead:
+slice at a time, emits its records in order (the stream advances its per-repository state with
+``state.get_updated_state`` as it hands each record over) and checkpoints the stream's ``state``
+after each slice. Which code runs where: ``SlicePrefetcher`` threads run ``read_slice`` (HTTP,
+parsing, the commit frontier); the CDK's thread runs everything that touches state. It only fetches ahead:
 up to ``num_workers`` threads read the next slices (in listing order) into bounded buffers,
 so the HTTP latency of many repositories overlaps while state stays exact and the records of
 one repository keep their API order.

@@ -95,8 +95,8 @@ def usable_cursors(state: Mapping[str, Any], cursor_field: str, sync_started_at:
 class RepositoryCursors:
     """Reads and advances one stream's per-repository cursors.
 
-    ``lower_bound`` gives where a repository's next read starts; ``observe`` is the body of the
-    stream's ``get_updated_state``.
+    ``lower_bound`` gives where a repository's next read starts; ``observe`` is the body of
+    ``get_updated_state``.
 
     Safety rule (nothing lost): a cursor never moves to a value at or after the sync's start
     (minus a clock-skew margin). A record dated there was updated during this sync, or is dated
@@ -145,14 +145,19 @@ class RepositoryCursors:
                 return parse_datetime(entry[self.cursor_field])
         return parse_datetime(state.get(self.cursor_field))
 
+    def is_held(self, state: Mapping[str, Any], repository: Optional[Mapping[str, str]]) -> bool:
+        """Whether ``repository`` (None: the stream-wide cursor) is read from the sync's start in this
+        sync because its stored cursor, or the stream-wide one it falls back to, was in the future."""
+        keys = _keys(repository)
+        if any(key in self._held for key in keys):
+            return True
+        own = any(isinstance(state.get(k), Mapping) and state[k].get(self.cursor_field) for k in keys)
+        return not own and "" in self._held
+
     def lower_bound(self, state: Mapping[str, Any], repository: Optional[Mapping[str, str]]) -> datetime:
         """Where the next read starts: the later of the stored cursor and ``start_date``; the sync's
         start where the stored cursor was in the future (``hold``)."""
-        keys = _keys(repository)
-        if any(key in self._held for key in keys):
-            return self.sync_started_at
-        own = any(isinstance(state.get(k), Mapping) and state[k].get(self.cursor_field) for k in keys)
-        if not own and "" in self._held:
+        if self.is_held(state, repository):
             return self.sync_started_at
         stored = self.stored_cursor(state, repository)
         return max(stored, self.start_date) if stored else self.start_date
@@ -205,3 +210,34 @@ def _keys(repository: Optional[Mapping[str, str]]) -> list:
         return []
     keys = [repository.get("uuid"), repository.get("full_name"), repository.get("slug")]
     return [k for k in dict.fromkeys(keys) if k]
+
+
+def repository_ref(uuid: str, full_name: str, slug: Optional[str] = None) -> Mapping[str, str]:
+    """The ``{uuid, full_name, slug}`` that names a repository in slices and state lookups."""
+    return {"uuid": uuid, "full_name": full_name, "slug": slug or full_name.split("/", 1)[-1]}
+
+
+def repository_of(record: Mapping[str, Any]) -> Mapping[str, str]:
+    """The repository a record of a repository-scoped stream came from (its parent fields)."""
+    return repository_ref(record["repository_uuid"], record["repository_full_name"])
+
+
+def get_updated_state(
+    state: MutableMapping[str, Any],
+    record: Mapping[str, Any],
+    cursors: RepositoryCursors,
+    initial_state: Mapping[str, Any],
+    per_repository: bool,
+) -> MutableMapping[str, Any]:
+    """The stream state once ``record`` has been emitted: the one rule every incremental stream follows.
+
+    ``per_repository``: the record's repository entry (``state[repository_uuid][cursor_field]``)
+    advances; otherwise the stream-wide ``state[cursor_field]``. The cursor moves to the record's
+    cursor value when that is later, under ``RepositoryCursors``' safety rule (never to a value at
+    or after the sync's start: then the entry stays as ``initial_state`` had it). ``state`` is
+    updated in place (its entry replaced by a new dict, so STATE messages already emitted keep
+    their values) and returned. Called by the streams on the CDK's thread, after the record was
+    handed to the CDK; the CDK reads the result through the streams' ``state`` property.
+    """
+    repository = repository_of(record) if per_repository else None
+    return cursors.observe(state, initial_state, repository, record.get(cursors.cursor_field))

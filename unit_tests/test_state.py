@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from source_bitbucket.dates import format_datetime, parse_datetime
-from source_bitbucket.state import CLOCK_SKEW_MARGIN_SECONDS, RepositoryCursors, usable_cursors
+from source_bitbucket.state import CLOCK_SKEW_MARGIN_SECONDS, RepositoryCursors, get_updated_state, usable_cursors
 from source_bitbucket.streams.commits import CommitFrontier
 
 UTC = timezone.utc
@@ -485,3 +485,25 @@ def test_a_future_stream_wide_cursor_holds_only_repositories_without_a_cursor_of
     assert cursors.lower_bound(usable.state, ref("{c}")) == SYNC_START
     assert cursors.lower_bound(usable.state, ref("{b}")) == datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert cursors.lower_bound(usable.state, None) == SYNC_START  # the repositories stream's own cursor
+
+
+# ----------------------------------------------------------------------------- get_updated_state
+def test_get_updated_state_advances_the_record_s_repository_entry_and_keeps_emitted_entries_unchanged():
+    cursors = RepositoryCursors("updated_on", START_DATE, SYNC_STARTED_AT)
+    state = {"{a}": {"updated_on": "2024-01-01T00:00:00.000000+00:00"}}
+    before = state["{a}"]
+    record = {"repository_uuid": "{a}", "repository_full_name": "acme/a", "updated_on": "2024-02-01T10:00:00.5Z"}
+    after = get_updated_state(state, record, cursors, {}, per_repository=True)
+    assert after["{a}"] == {"updated_on": "2024-02-01T10:00:00.500000+00:00"}
+    assert before == {"updated_on": "2024-01-01T00:00:00.000000+00:00"}  # a STATE already emitted keeps its value
+    older = {"repository_uuid": "{a}", "repository_full_name": "acme/a", "updated_on": "2023-01-01T00:00:00Z"}
+    assert get_updated_state(after, older, cursors, {}, per_repository=True)["{a}"]["updated_on"].startswith("2024-02-01")
+
+
+def test_get_updated_state_stream_wide_and_the_safety_rule():
+    cursors = RepositoryCursors("updated_on", START_DATE, SYNC_STARTED_AT)
+    initial = {"updated_on": "2024-01-01T00:00:00.000000+00:00"}
+    state = get_updated_state(dict(initial), {"updated_on": "2024-03-01T00:00:00Z"}, cursors, initial, per_repository=False)
+    assert state == {"updated_on": "2024-03-01T00:00:00.000000+00:00"}
+    during_the_sync = {"updated_on": format_datetime(SYNC_STARTED_AT)}
+    assert get_updated_state(state, during_the_sync, cursors, initial, per_repository=False) == initial  # pinned

@@ -46,3 +46,13 @@ def test_check_probes_every_scope_a_registered_stream_needs():
     assert probed == {c.required_scope for c in STREAM_CLASSES}
     for probe in PROBES:
         assert set(probe.streams) == {c.name for c in STREAM_CLASSES if c.required_scope == probe.scope}
+
+
+@pytest.mark.parametrize("stream_class", STREAM_CLASSES, ids=lambda c: c.name)
+def test_no_stream_uses_the_cdk_s_deprecated_per_record_state_path(stream_class):
+    """State goes through the ``state`` property (advanced by ``state.get_updated_state``); overriding
+    ``Stream.get_updated_state`` would switch the CDK back to its deprecated path."""
+    from airbyte_cdk.sources.streams import Stream
+
+    assert stream_class.get_updated_state is Stream.get_updated_state
+    assert stream_class.state.fset is not None  # the CDK sets the incoming state through it

@@ -432,3 +432,31 @@ def test_another_spelling_of_the_api_host_follows_bitbuckets_own_next_links(conf
 
     assert not output.errors
     assert [r.record.data["uuid"] for r in output.records] == [r["uuid"] for r in repos]
+
+
+@responses.activate
+def test_commits_write_their_tips_once_a_repository_is_read_even_when_every_commit_predates_start_date(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    tip, base = "b" * 40, "a" * 40
+    responses.get(repository_url(repo, "commits"), json=page([commit(tip, "2019-02-01T00:00:00+00:00", [base]),
+                                                             commit(base, "2019-01-01T00:00:00+00:00")]))
+
+    output = run_read(config, ["commits"], SyncMode.incremental)
+
+    assert not output.records  # both are older than start_date (2021)
+    assert final_state(output, "commits")[repo["uuid"]] == {"exclude": [tip]}  # the next sync asks for nothing twice
+
+
+@responses.activate
+def test_commits_of_a_repository_read_from_the_sync_start_write_no_tips(config):
+    """A future cursor is read as the sync's start: the commits before it were read and not emitted, so
+    tips written now would hide them from the next sync for good."""
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    responses.get(repository_url(repo, "commits"), json=page([commit("c" * 40, "2024-02-01T00:00:00+00:00")]))
+
+    output = run_read(config, ["commits"], SyncMode.incremental, state={"commits": {repo["uuid"]: {"date": "2099-01-01T00:00:00Z"}}})
+
+    assert not output.records
+    assert repo["uuid"] not in final_state(output, "commits")

@@ -22,7 +22,7 @@ from source_bitbucket.concurrency import RateLimitGate
 from source_bitbucket.backoff import BitbucketBackoffStrategy
 from source_bitbucket.config import BitbucketConfig
 from source_bitbucket.errors import BitbucketErrorHandler
-from source_bitbucket.state import RepositoryCursors, usable_cursors
+from source_bitbucket.state import RepositoryCursors, get_updated_state, usable_cursors
 from source_bitbucket.streams.pagination import MAX_WALKS, ListingShifted, Walk, page_body
 
 
@@ -79,9 +79,13 @@ class BitbucketStream(HttpStream, ABC):
         self._state: MutableMapping[str, Any] = {}
         self._initial_state: Mapping[str, Any] = {}
 
+    state_per_repository: bool = False  # the state has one entry per repository (repository-scoped streams)
+
     @property
     def state(self) -> MutableMapping[str, Any]:
-        """The incoming state, as given at the start of the sync (the CDK sets it once)."""
+        """The stream state (the CDK's state API, ``IncrementalMixin``): set once by the CDK from the
+        incoming state, advanced by ``advance_state`` as records are emitted, read by the CDK when it
+        checkpoints (at the end of each slice)."""
         return self._state
 
     @state.setter
@@ -95,6 +99,11 @@ class BitbucketStream(HttpStream, ABC):
         self.cursors.hold(usable.future)
         self._state = usable.state
         self._initial_state = copy.deepcopy(self._state)
+
+    def advance_state(self, record: Mapping[str, Any]) -> None:
+        """Apply ``get_updated_state`` for one record just handed to the CDK (on the CDK's thread)."""
+        if self.cursor_field and isinstance(record, Mapping):
+            self._state = get_updated_state(self._state, record, self.cursors, self._initial_state, self.state_per_repository)
 
     @property
     def url_base(self) -> str:

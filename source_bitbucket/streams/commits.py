@@ -100,14 +100,22 @@ class Commits(RepositoryScopedStream):
         if date is None or date > parse_datetime(stream_slice["since"]):
             yield from super().transform(record, stream_slice)
 
-    def get_updated_state(
-        self, current_stream_state: MutableMapping[str, Any], latest_record: Mapping[str, Any]
-    ) -> MutableMapping[str, Any]:
-        """Advance the repository's ``date`` and replace its ``exclude`` with the current tips."""
-        state = super().get_updated_state(current_stream_state, latest_record)
-        uuid = latest_record["repository_uuid"]
-        state[uuid] = {**state[uuid], "exclude": self._frontiers[uuid].excluded}
-        return state
+    def on_slice_read(self, stream_slice: Mapping[str, Any]) -> None:
+        """Write the repository's ``exclude`` tips once it has been read to its end (never before:
+        an excluded tip hides all its ancestors, so tips written mid-repository would hide the
+        pages not read yet). Also when no commit was emitted (all older than ``start_date``), but not
+        for a repository read from the sync's start (``is_held``: its stored cursor was in the
+        future): the commits dated before that were read and not emitted, and tips written now
+        would hide them from the next sync for good."""
+        if self.cursors.is_held(self._initial_state, stream_slice["repository"]):
+            return
+        uuid = stream_slice["repository"]["uuid"]
+        frontier = self._frontiers.get(uuid)
+        entry = self._state.get(uuid)
+        entry = dict(entry) if isinstance(entry, Mapping) else {}
+        if frontier is None or entry.get("exclude") == frontier.excluded or not (frontier.excluded or entry):
+            return
+        self._state[uuid] = {**entry, "exclude": frontier.excluded}
 
 
 class CommitFrontier:

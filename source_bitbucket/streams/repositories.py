@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable, List, Mapping, MutableMapping, Optional
+from typing import Any, Iterable, List, Mapping, Optional
 from urllib.parse import quote
 
 from airbyte_cdk.models import SyncMode
@@ -54,12 +54,6 @@ class Repositories(BitbucketStream):
             return {}
         return {"q": f"updated_on>{stream_slice['since']}", "sort": "updated_on"}
 
-    def get_updated_state(
-        self, current_stream_state: MutableMapping[str, Any], latest_record: Mapping[str, Any]
-    ) -> MutableMapping[str, Any]:
-        """Advance the stream-wide ``updated_on`` cursor (``current_stream_state`` is updated in place)."""
-        return self.cursors.observe(current_stream_state, self._initial_state, None, latest_record.get(self.cursor_field))
-
     def read_records(
         self,
         sync_mode: SyncMode,
@@ -70,9 +64,12 @@ class Repositories(BitbucketStream):
         """Full refresh replays the shared listing (read once per sync for every stream that needs
         it); incremental reads its own server-side filtered window."""
         if self.shared_listing is not None and "since" not in (stream_slice or {}):
-            yield from self.shared_listing.list_repositories()
+            records: Iterable[StreamData] = self.shared_listing.list_repositories()
         else:
-            yield from super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
+            records = super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
+        for record in records:
+            yield record
+            self.advance_state(record)  # the stream-wide cursor (state_per_repository is False)
 
     def list_repositories(self) -> List[Mapping[str, Any]]:
         """Every repository record of the workspace (unfiltered, listing order).

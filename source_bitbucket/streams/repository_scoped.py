@@ -14,6 +14,7 @@ from airbyte_cdk.sources.streams.http import HttpSubStream
 from source_bitbucket.concurrency import SlicePrefetcher
 from source_bitbucket.errors import error_detail
 from source_bitbucket.dates import format_datetime
+from source_bitbucket.state import repository_ref
 from source_bitbucket.streams.base import BitbucketStream
 from source_bitbucket.streams.pagination import ListingShifted
 
@@ -30,8 +31,9 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
       ``start_date`` in full refresh mode.
     * Records gain ``repository_uuid`` and ``repository_full_name``, so that they can be joined
       and so that the primary key is unique across repositories.
-    * State: one entry per repository uuid (see ``source_bitbucket.state``); a repository seen for
-      the first time starts at ``start_date``.
+    * State: one entry per repository uuid (see ``source_bitbucket.state``), advanced by
+      ``get_updated_state`` as the records are emitted and checkpointed by the CDK after each
+      repository; a repository seen for the first time starts at ``start_date``.
     * A 403 or 404 skips the repository for this stream with one warning (no access, feature off,
       deleted mid-sync); the sync goes on. A 403 that is Bitbucket's scope error fails the stream
       instead (``errors.missing_scopes``).
@@ -42,6 +44,7 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
 
     resource: str = ""
     skip_statuses = frozenset({403, 404})
+    state_per_repository = True
 
     def __init__(self, parent: BitbucketStream, **kwargs: Any) -> None:
         super().__init__(parent=parent, **kwargs)
@@ -87,6 +90,8 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
                 if count % PROGRESS_EVERY_RECORDS == 0:
                     self.logger.info(f"{self.name}: {full_name}: {count} records so far")
                 yield record
+                self.advance_state(record)
+        self.on_slice_read(stream_slice)
         progress["done"] += 1
         progress["records"] += count
         self.logger.info(
@@ -117,6 +122,10 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         """Read one repository over HTTP, yielding one list of records per page (on a prefetch worker
         thread when ``num_workers`` > 1)."""
         yield from BitbucketStream.read_records(self, sync_mode, cursor_field, stream_slice, stream_state)
+
+    def on_slice_read(self, stream_slice: Mapping[str, Any]) -> None:
+        """A repository was read to its end and its records emitted (on the CDK's thread, before the
+        CDK checkpoints the slice): a hook for state written once per repository."""
 
     def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
         """More slice keys for one repository (e.g. the commits to exclude)."""
@@ -161,21 +170,3 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         record["repository_uuid"] = repository["uuid"]
         record["repository_full_name"] = repository["full_name"]
         yield record
-
-    def get_updated_state(
-        self, current_stream_state: MutableMapping[str, Any], latest_record: Mapping[str, Any]
-    ) -> MutableMapping[str, Any]:
-        """Advance the record's repository cursor (``current_stream_state`` is updated in place)."""
-        return self.cursors.observe(
-            current_stream_state, self._initial_state, repository_of(latest_record), latest_record.get(self.cursor_field)
-        )
-
-
-def repository_ref(uuid: str, full_name: str, slug: Optional[str] = None) -> Mapping[str, str]:
-    """The ``{uuid, full_name, slug}`` that names a repository in slices and state lookups."""
-    return {"uuid": uuid, "full_name": full_name, "slug": slug or full_name.split("/", 1)[-1]}
-
-
-def repository_of(record: Mapping[str, Any]) -> Mapping[str, str]:
-    """The repository a decorated record came from."""
-    return repository_ref(record["repository_uuid"], record["repository_full_name"])
