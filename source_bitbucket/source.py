@@ -26,7 +26,9 @@ from source_bitbucket.check import check_connection
 from source_bitbucket.concurrency import RateLimitGate
 from source_bitbucket.config import BitbucketConfig
 from source_bitbucket.inputs import check_catalog_streams, read_catalog_file, read_config_file, read_state_file
-from source_bitbucket.streams import Commits, Deployments, PullRequests, Repositories, WorkspaceUsers
+from source_bitbucket.streams import STREAM_CLASSES, Repositories
+from source_bitbucket.streams.base import BitbucketStream
+from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 
 
 class SourceBitbucket(AbstractSource):
@@ -112,7 +114,7 @@ class SourceBitbucket(AbstractSource):
         return check_connection(parsed, _authenticator(parsed), logger)
 
     def streams(self, config: Mapping[str, Any]) -> List[Stream]:
-        """The five streams. Raises a config error (naming the field) when the config is invalid.
+        """The registered streams (``STREAM_CLASSES``), in that order. Raises a config error (naming the field) when the config is invalid.
 
         The repository-scoped streams share one dedicated ``Repositories`` parent, so the
         repository listing is read once per sync (the synced ``repositories`` stream replays it in
@@ -130,13 +132,7 @@ class SourceBitbucket(AbstractSource):
             "stop_sync": self._stop_sync,
         }
         parent = Repositories(**common)
-        return [
-            Repositories(shared_listing=parent, **common),
-            PullRequests(parent=parent, **common),
-            Commits(parent=parent, **common),
-            Deployments(parent=parent, **common),
-            WorkspaceUsers(**common),
-        ]
+        return [_build(stream_class, parent, common) for stream_class in STREAM_CLASSES]
 
 
 class _UnfinishedStreams(logging.Filter):
@@ -152,6 +148,16 @@ class _UnfinishedStreams(logging.Filter):
             stream = message[len("Finished syncing "):]
             record.msg, record.args = f"Stopped syncing {stream} before its end (interrupted); the next sync resumes from its last STATE", None
         return True
+
+
+def _build(stream_class: type, parent: Repositories, common: Mapping[str, Any]) -> BitbucketStream:
+    """One registered stream: repository-scoped ones get the shared listing as their parent, the
+    synced ``repositories`` stream replays it in full refresh."""
+    if issubclass(stream_class, RepositoryScopedStream):
+        return stream_class(parent=parent, **common)
+    if stream_class is Repositories:
+        return Repositories(shared_listing=parent, **common)
+    return stream_class(**common)
 
 
 def _authenticator(config: BitbucketConfig) -> BasicHttpAuthenticator:

@@ -82,15 +82,16 @@ class Commits(RepositoryScopedStream):
         self._frontiers[uuid].release()
 
     def parse_response(self, response: requests.Response, *, stream_state, stream_slice=None, next_page_token=None):
-        """Read a whole page into the frontier before emitting it, so that the state written after
-        any of its commits already holds the tips up to the end of the page."""
+        """The page's commits, read into the frontier as a whole before any goes on, so that the tips
+        published (``snapshot``) always describe whole pages; a 404 while commits are excluded means
+        Bitbucket no longer knows an excluded commit (``read_slice`` reads the repository again)."""
         uuid = stream_slice["repository"]["uuid"]
         if response.status_code == 404 and stream_slice["exclude"]:
             self._stale_exclude.add(uuid)
             return
-        pages = list(super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice))
+        records = list(super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice))
         self._frontiers[uuid].snapshot()
-        yield from pages
+        yield from records
 
     def transform(self, record: MutableMapping[str, Any], stream_slice: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
         self._frontiers[stream_slice["repository"]["uuid"]].add(

@@ -118,10 +118,18 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         cursor_field: Optional[List[str]],
         stream_slice: Mapping[str, Any],
         stream_state: Optional[Mapping[str, Any]],
-    ) -> Iterable[StreamData]:
-        """Read one repository over HTTP, yielding one list of records per page (on a prefetch worker
-        thread when ``num_workers`` > 1)."""
-        yield from BitbucketStream.read_records(self, sync_mode, cursor_field, stream_slice, stream_state)
+    ) -> Iterable[List[Mapping[str, Any]]]:
+        """Read one repository over HTTP (on a prefetch worker thread when ``num_workers`` > 1),
+        grouping its records into lists of up to ``page_size``: whole groups travel from the reader
+        thread to the CDK's loop (one queue operation per page, not per record)."""
+        group: List[Mapping[str, Any]] = []
+        for record in BitbucketStream.read_records(self, sync_mode, cursor_field, stream_slice, stream_state):
+            group.append(record)
+            if len(group) >= self.page_size:
+                yield group
+                group = []
+        if group:
+            yield group
 
     def on_slice_read(self, stream_slice: Mapping[str, Any]) -> None:
         """A repository was read to its end and its records emitted (on the CDK's thread, before the
@@ -142,16 +150,15 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         stream_state: Mapping[str, Any],
         stream_slice: Optional[Mapping[str, Any]] = None,
         next_page_token: Optional[Mapping[str, Any]] = None,
-    ) -> Iterable[List[Mapping[str, Any]]]:
-        """One list per page (not one record at a time): ``read_records`` emits the records."""
+    ) -> Iterable[Mapping[str, Any]]:
+        """The page's records; a 403 or 404 on the first page skips the repository (one warning), on
+        a later page it means the listing shifted (the pages before were read: read it again)."""
         if response.status_code in self.skip_statuses:
-            if self._pages_followed():  # a later page: the pages before were read, the rest would be lost
+            if self._pages_followed():
                 raise ListingShifted(f"HTTP {response.status_code} on a later page")
             self.on_repository_skipped(response, stream_slice or {})
             return
-        page = list(super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice))
-        if page:
-            yield page  # whole pages travel from the reader thread to the CDK's loop
+        yield from super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice)
 
     def on_repository_skipped(self, response: requests.Response, stream_slice: Mapping[str, Any]) -> None:
         """Log the one warning for a repository skipped after a 403 or 404."""
