@@ -364,14 +364,15 @@ def plain_loop(config_path: str, out_path: str) -> None:
             yield from body.get("values", [])
             url, params = body.get("next"), None
 
-    counts = {s: 0 for s in cli.STREAMS}
+    counts: Dict[str, int] = {"pull_requests": 0, "commits": 0, "deployments": 0, "workspace_users": 0}
     with open(out_path, "w") as out:
         repositories = list(values(f"{base}/repositories/{workspace}", {"pagelen": 100}))
         for record in repositories:
             out.write(json.dumps(record) + "\n")
         counts["repositories"] = len(repositories)
         scoped = (("pull_requests", "pullrequests", {"pagelen": 50, "state": list(PR_STATES),
-                                                     "q": f"updated_on>{START_CURSOR}", "sort": "updated_on"}),
+                                                     "q": f"updated_on>{START_CURSOR}", "sort": "updated_on",
+                                                     "fields": "+values.participants,+values.reviewers"}),
                   ("commits", "commits", {"pagelen": 100}), ("deployments", "deployments", {"pagelen": 100}))
         for stream, resource, params in scoped:
             for repository in repositories:

@@ -13,13 +13,24 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from source_bitbucket.streams import STREAM_CLASSES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CATALOG = PROJECT_ROOT / "integration_tests" / "configured_catalog.json"
-STREAMS = tuple(stream.name for stream in STREAM_CLASSES)  # the registry's order
+def stream_names() -> Tuple[str, ...]:
+    """The connector's streams, in the registry's order (imported on first use, so that the
+    benchmark's plain loop, which imports this module, stays free of the connector and the CDK)."""
+    from source_bitbucket.streams import STREAM_CLASSES
+
+    return tuple(stream.name for stream in STREAM_CLASSES)
+
+
+def __getattr__(name: str) -> Any:
+    """``STREAMS``: ``stream_names()``, computed on first access."""
+    if name == "STREAMS":
+        return stream_names()
+    raise AttributeError(name)
 
 
 @dataclass
@@ -47,12 +58,13 @@ class SyncResult:
         return list(latest.values())
 
     def counts(self) -> Dict[str, int]:
-        return {name: len(self.records.get(name, [])) for name in STREAMS}
+        return {name: len(self.records.get(name, [])) for name in stream_names()}
 
 
-def catalog(sync_modes: Optional[Mapping[str, str]] = None, streams: Sequence[str] = STREAMS) -> Dict[str, Any]:
-    """The project's configured catalog limited to ``streams``, with per-stream sync mode overrides."""
+def catalog(sync_modes: Optional[Mapping[str, str]] = None, streams: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The project's configured catalog limited to ``streams`` (default: all), with per-stream sync mode overrides."""
     full = json.loads(CATALOG.read_text())
+    streams = stream_names() if streams is None else streams
     chosen = [s for s in full["streams"] if s["stream"]["name"] in streams]
     for configured in chosen:
         mode = (sync_modes or {}).get(configured["stream"]["name"])
