@@ -90,3 +90,29 @@ def test_a_cursor_that_cannot_be_parsed_is_dropped_with_one_warning_and_not_copi
     assert len([w for w in said if "'13/45/2024'" in w and w.startswith("repositories: ")]) == 1, said
     assert "last tuesday" not in json.dumps(result.states) and "13/45/2024" not in json.dumps(result.states)
     assert set(keys(result, "pull_requests")) == truth_keys(workspace)["pull_requests"]
+
+
+def test_a_cursor_between_bitbucket_s_clock_and_ours_is_in_the_future_too() -> None:
+    """Bitbucket's clock an hour behind ours (the sandbox's Date header follows its clock): a cursor 20 minutes
+    ago by our clock is 40 minutes ahead of Bitbucket's. Trusted, it would hide every pull request updated in
+    the next 40 minutes of Bitbucket's time, for good."""
+    behind = (datetime.now(timezone.utc) - timedelta(hours=1)).replace(microsecond=0).isoformat()
+    ahead_of_bitbucket = (datetime.now(timezone.utc) - timedelta(minutes=20)).isoformat()
+    workspace = generate_workspace(seed=7, repositories=2, pull_requests=20, commits=30, deployments=4, members=1, now=behind)
+    uuids = [r.uuid for r in workspace.repositories]
+    catalog = cli.catalog(streams=["pull_requests", "commits", "deployments"])
+    state = [stream_state(stream, {uuid: {field: ahead_of_bitbucket} for uuid in uuids}) for stream, field in CURSORS.items()]
+    with SandboxServer(workspace, email=EMAIL, api_token=TOKEN, clock_dates=True) as server:
+        conf = {"workspace": workspace.slug, "email": EMAIL, "api_token": TOKEN, "api_url": server.api_url}
+        first = cli.run("read", conf, catalog, state=state, timeout=240)
+        repo = max(workspace.repositories, key=lambda r: len(r.pull_requests))
+        workspace.update_pull_request(repo.slug, repo.pull_requests[0].id)  # dated by Bitbucket's clock: before the cursor
+        workspace.add_pull_request(repo.slug)
+        workspace.push_commits(repo.slug, 2)
+        second = cli.run("read", conf, catalog, state=first.final_state(), timeout=240)
+    assert first.returncode == 0 and second.returncode == 0, (first.errors, second.errors)
+    assert [w for w in warnings(first) if "later than the start of this sync" in w]
+    assert ahead_of_bitbucket not in json.dumps(first.states)
+    truth = truth_keys(workspace)
+    for stream in CURSORS:
+        assert set(keys(first, stream)) | set(keys(second, stream)) == truth[stream], stream

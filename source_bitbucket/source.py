@@ -25,6 +25,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_bitbucket.check import check_connection
 from source_bitbucket.concurrency import RateLimitGate
 from source_bitbucket.config import BitbucketConfig
+from source_bitbucket.state import SyncClock
 from source_bitbucket.inputs import check_catalog_streams, read_catalog_file, read_config_file, read_state_file
 from source_bitbucket.streams import STREAM_CLASSES, Repositories
 from source_bitbucket.streams.base import BitbucketStream
@@ -124,9 +125,11 @@ class SourceBitbucket(AbstractSource):
         parsed = BitbucketConfig.from_mapping(config)
         # The Authorization header carries base64(email:api_token): mask it too (e.g. in --debug request logs).
         add_to_secrets(base64.b64encode(f"{parsed.email}:{parsed.api_token}".encode()).decode())
+        started = datetime.now(timezone.utc)
         common = {
             "config": parsed,
-            "sync_started_at": datetime.now(timezone.utc),
+            "sync_started_at": started,
+            "sync_clock": SyncClock(started),  # shared: one stream's first answer tells every stream Bitbucket's clock
             "authenticator": _authenticator(parsed),
             "rate_limit_gate": RateLimitGate(),
             "stop_sync": self._stop_sync,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set
 
 from source_bitbucket.dates import format_datetime, parse_datetime
@@ -92,6 +92,36 @@ def usable_cursors(state: Mapping[str, Any], cursor_field: str, sync_started_at:
     return result
 
 
+class SyncClock:
+    """When this sync started, by the earlier of two clocks: the local one, and Bitbucket's (the
+    ``Date`` header of the earliest answer seen, 1 s resolution). Record dates come from
+    Bitbucket's clock. One instance is shared by every stream of a sync, so a stream whose state is
+    set after another stream's first answer already knows Bitbucket's clock."""
+
+    def __init__(self, local_start: datetime) -> None:
+        self.local_start = local_start
+        self._server: Optional[datetime] = None
+
+    def observe_server_time(self, http_date: Optional[str]) -> None:
+        """Note an HTTP ``Date`` header (ignored when absent or unparsable); any thread may call it."""
+        try:
+            when = parsedate_to_datetime(http_date) if http_date else None
+        except (TypeError, ValueError, OverflowError):
+            when = None
+        if when is not None:
+            when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+            if self._server is None or when < self._server:
+                self._server = when
+
+    @property
+    def start(self) -> datetime:
+        """The sync's start: the local start, or Bitbucket's time at its first answer (less its
+        1 s resolution) when that is earlier."""
+        if self._server is None:
+            return self.local_start
+        return min(self.local_start, self._server - timedelta(seconds=1))
+
+
 class RepositoryCursors:
     """Reads and advances one stream's per-repository cursors.
 
@@ -111,24 +141,24 @@ class RepositoryCursors:
     listing skipped.
     """
 
-    def __init__(self, cursor_field: str, start_date: datetime, sync_started_at: datetime) -> None:
+    def __init__(
+        self, cursor_field: str, start_date: datetime, sync_started_at: datetime, clock: Optional[SyncClock] = None
+    ) -> None:
         self.cursor_field = cursor_field
         self.start_date = start_date
         self.sync_started_at = sync_started_at
-        self.ceiling = sync_started_at.timestamp() - CLOCK_SKEW_MARGIN_SECONDS
+        self.clock = clock or SyncClock(sync_started_at)
         self._pinned: Set[str] = set()
         self._held: Set[str] = set()
 
+    @property
+    def ceiling(self) -> float:
+        """No cursor moves to this POSIX time or later: the sync's start (``SyncClock``) minus the margin."""
+        return self.clock.start.timestamp() - CLOCK_SKEW_MARGIN_SECONDS
+
     def observe_server_time(self, http_date: Optional[str]) -> None:
-        """Lower the ceiling to Bitbucket's clock (an HTTP ``Date`` header, 1 s resolution) minus
-        the margin, if that is earlier; any thread may call it (a float is replaced atomically)."""
-        try:
-            when = parsedate_to_datetime(http_date) if http_date else None
-        except (TypeError, ValueError, OverflowError):
-            when = None
-        if when is not None:
-            when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-            self.ceiling = min(self.ceiling, when.timestamp() - 1 - CLOCK_SKEW_MARGIN_SECONDS)
+        """Note Bitbucket's clock (an HTTP ``Date`` header): see ``SyncClock``."""
+        self.clock.observe_server_time(http_date)
 
     def hold(self, keys: Iterable[str]) -> None:
         """Read these state keys (repository keys, ``""`` = the stream-wide cursor) from the sync's

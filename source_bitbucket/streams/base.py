@@ -22,7 +22,7 @@ from source_bitbucket.concurrency import RateLimitGate
 from source_bitbucket.backoff import BitbucketBackoffStrategy
 from source_bitbucket.config import BitbucketConfig
 from source_bitbucket.errors import BitbucketErrorHandler
-from source_bitbucket.state import RepositoryCursors, get_updated_state, usable_cursors
+from source_bitbucket.state import RepositoryCursors, SyncClock, get_updated_state, usable_cursors
 from source_bitbucket.streams.pagination import MAX_WALKS, ListingShifted, Walk, page_body
 
 
@@ -66,6 +66,7 @@ class BitbucketStream(HttpStream, ABC):
         sync_started_at: datetime,
         rate_limit_gate: Optional[RateLimitGate] = None,
         stop_sync: Optional[threading.Event] = None,
+        sync_clock: Optional[SyncClock] = None,
         **kwargs: Any,
     ) -> None:
         self.config = config
@@ -75,7 +76,8 @@ class BitbucketStream(HttpStream, ABC):
         super().__init__(**kwargs)
         self._local = threading.local()
         self._scope_refused: Optional[str] = None
-        self.cursors = RepositoryCursors(self.cursor_field or "", config.start_date, sync_started_at)
+        self.sync_clock = sync_clock or SyncClock(sync_started_at)
+        self.cursors = RepositoryCursors(self.cursor_field or "", config.start_date, sync_started_at, self.sync_clock)
         self._state: MutableMapping[str, Any] = {}
         self._initial_state: Mapping[str, Any] = {}
 
@@ -93,7 +95,22 @@ class BitbucketStream(HttpStream, ABC):
         """Keep the incoming state minus the cursors that cannot be used (unparsable, or later than
         the start of the sync: see ``usable_cursors``), with one warning for each; those are never
         written back."""
-        usable = usable_cursors(value or {}, self.cursor_field or "", self.sync_started_at)
+        self._use_state(value or {})
+
+    def recheck_state(self) -> None:
+        """Apply ``usable_cursors`` again, now that Bitbucket's clock may be known (``SyncClock``):
+        a cursor later than Bitbucket's time but earlier than the local one is in the future too.
+        Call before any record is read (the repository-scoped streams do, once the listing is read).
+        The state dict is changed in place: the CDK holds it since the read began, and keeps it as
+        the checkpoint while the stream's state is empty."""
+        current = self._state
+        self._use_state(current)
+        current.clear()
+        current.update(self._state)
+        self._state = current
+
+    def _use_state(self, value: Mapping[str, Any]) -> None:
+        usable = usable_cursors(value, self.cursor_field or "", self.sync_clock.start)
         for problem in usable.problems:
             self.logger.warning(f"{self.name}: {problem}. It is ignored and not written back (duplicates possible, nothing lost).")
         self.cursors.hold(usable.future)

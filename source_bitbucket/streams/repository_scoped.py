@@ -58,7 +58,9 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
     ) -> Iterable[Mapping[str, Any]]:
         incremental = sync_mode == SyncMode.incremental
         slices = []
-        for record in self.parent.list_repositories():
+        repositories = self.parent.list_repositories()
+        self.recheck_state()  # the listing's answers told Bitbucket's clock
+        for record in repositories:
             if not record.get("full_name"):
                 self.logger.warning(f"{self.name}: repository {record['uuid']} has no full_name in the listing; skipped.")
                 continue
