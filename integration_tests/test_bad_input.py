@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 from urllib.parse import quote
 
 import pytest
@@ -78,6 +78,15 @@ def selected(request, param: str) -> Set[str]:
     """The ids of ``param`` used by the tests of this module that were collected."""
     return {item.callspec.id for item in request.session.items
             if item.module is request.module and hasattr(item, "callspec") and param in item.callspec.params}
+
+
+def run_selected(request, param: str, cases: Sequence[Any], run: Callable[[Any], Any]) -> Iterator[Dict[str, Future]]:
+    """Run ``run`` on the ``cases`` (objects with an ``id``) selected for ``param``, at once, each with its own
+    sandbox; yield ``{id: Future}`` for a module-scoped fixture."""
+    wanted = selected(request, param)
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    yield {case.id: pool.submit(run, case) for case in cases if case.id in wanted}
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ----------------------------------------------------------------------------- bad configs
@@ -144,12 +153,8 @@ def refuse(bad: BadConfig) -> Refusal:
 
 
 @pytest.fixture(scope="module")
-def refusals(request) -> Dict[str, Future]:
-    wanted = selected(request, "bad")
-    pool = ThreadPoolExecutor(max_workers=WORKERS)
-    futures = {b.id: pool.submit(refuse, b) for b in BAD_CONFIGS if b.id in wanted}
-    yield futures
-    pool.shutdown(wait=True, cancel_futures=True)
+def refusals(request) -> Iterator[Dict[str, Future]]:
+    yield from run_selected(request, "bad", BAD_CONFIGS, refuse)
 
 
 @pytest.mark.parametrize("bad", [pytest.param(b, id=b.id) for b in BAD_CONFIGS])
@@ -170,13 +175,7 @@ def test_read_refuses_a_bad_config_with_a_config_error_naming_the_field_without_
     assert refusal.read_requests == [], "read sent requests with a bad config"
     assert read.returncode != 0
     assert not read.records and not read.states
-    config_errors = [e for e in read.errors if e.get("failure_type") == "config_error"]
-    assert config_errors, read.errors
-    assert any(bad.field in (e.get("message") or "") for e in config_errors), [e.get("message") for e in config_errors]
-    for error in read.errors:
-        assert "Traceback" not in (error.get("message") or "")
-    assert "Traceback" not in read.stdout + read.stderr  # one TRACE message, no stack trace logged
-    assert_no_secret_in(read)
+    assert_a_clean_config_error_naming(read, bad.field)
 
 
 @pytest.mark.parametrize("bad", BAD_CONFIGS, ids=[b.id for b in BAD_CONFIGS])
@@ -186,10 +185,15 @@ def test_discover_refuses_a_bad_config_with_a_config_error_naming_the_field_with
     assert refusal.discover_requests == [], "discover sent requests with a bad config"
     assert discover.returncode != 0
     assert not [m for m in discover.other if m.get("type") == "CATALOG"]
-    config_errors = [e for e in discover.errors if e.get("failure_type") == "config_error"]
-    assert any(bad.field in (e.get("message") or "") for e in config_errors), discover.errors
-    assert "Traceback" not in discover.stdout + discover.stderr
-    assert_no_secret_in(discover)
+    assert_a_clean_config_error_naming(discover, bad.field)
+
+
+def assert_a_clean_config_error_naming(result: cli.SyncResult, field: str) -> None:
+    """A config_error TRACE naming ``field``, no stack trace anywhere, no secret."""
+    config_errors = [e for e in result.errors if e.get("failure_type") == "config_error"]
+    assert any(field in (e.get("message") or "") for e in config_errors), [e.get("message") for e in result.errors]
+    assert "Traceback" not in result.stdout + result.stderr  # one TRACE message, no stack trace logged
+    assert_no_secret_in(result)
 
 
 def assert_no_secret_in(result: cli.SyncResult) -> None:
@@ -269,12 +273,8 @@ def play_failing(run: FailingRun) -> Played:
 
 
 @pytest.fixture(scope="module")
-def failing_runs(request) -> Dict[str, Future]:
-    wanted = selected(request, "run")
-    pool = ThreadPoolExecutor(max_workers=WORKERS)
-    futures = {r.id: pool.submit(play_failing, r) for r in FAILING_RUNS + [DEBUG_RUN] if r.id in wanted}
-    yield futures
-    pool.shutdown(wait=True, cancel_futures=True)
+def failing_runs(request) -> Iterator[Dict[str, Future]]:
+    yield from run_selected(request, "run", FAILING_RUNS + [DEBUG_RUN], play_failing)
 
 
 def _assert_no_secret(played: Played, run: FailingRun) -> None:
@@ -457,12 +457,8 @@ def refuse_file(bad: BadFile) -> Tuple[cli.SyncResult, List[Any], str]:
 
 
 @pytest.fixture(scope="module")
-def refused_files(request) -> Dict[str, Future]:
-    wanted = selected(request, "bad_file")
-    pool = ThreadPoolExecutor(max_workers=WORKERS)
-    futures = {b.id: pool.submit(refuse_file, b) for b in BAD_FILES if b.id in wanted}
-    yield futures
-    pool.shutdown(wait=True, cancel_futures=True)
+def refused_files(request) -> Iterator[Dict[str, Future]]:
+    yield from run_selected(request, "bad_file", BAD_FILES, refuse_file)
 
 
 @pytest.mark.parametrize("bad_file", BAD_FILES, ids=[b.id for b in BAD_FILES])
