@@ -65,13 +65,20 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
                 self.logger.warning(f"{self.name}: repository {record['uuid']} has no full_name in the listing; skipped.")
                 continue
             repository = repository_ref(record["uuid"], record["full_name"], record.get("slug"))
-            since = self.cursors.lower_bound(stream_state or {}, repository) if incremental else self.config.start_date
-            slices.append({"repository": repository, "since": format_datetime(since), **self.slice_extras(repository, incremental)})
+            slices.append(self.slice_for(repository, (stream_state or {}) if incremental else None))
         self._progress = {"total": len(slices), "done": 0, "records": 0}
         self._slices = slices
         self._slice_index = {s["repository"]["uuid"]: i for i, s in enumerate(slices)}
         self._prefetcher = None  # started by the first read_records, not here
         yield from slices
+
+    def slice_for(self, repository: Mapping[str, str], stream_state: Optional[Mapping[str, Any]] = None) -> Mapping[str, Any]:
+        """The slice of one repository ({uuid, full_name, slug}): ``since`` is its cursor in
+        ``stream_state`` (incremental; never before ``start_date``) or ``start_date`` when
+        ``stream_state`` is None (full refresh), plus the stream's ``slice_extras``."""
+        incremental = stream_state is not None
+        since = self.cursors.lower_bound(stream_state, repository) if incremental else self.config.start_date
+        return {"repository": repository, "since": format_datetime(since), **self.slice_extras(repository, incremental)}
 
     def read_records(
         self,
