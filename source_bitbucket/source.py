@@ -29,6 +29,7 @@ from source_bitbucket.state import SyncClock
 from source_bitbucket.inputs import check_catalog_streams, read_catalog_file, read_config_file, read_state_file
 from source_bitbucket.streams import STREAM_CLASSES, Repositories
 from source_bitbucket.streams.base import BitbucketStream
+from source_bitbucket.streams.pull_request_scoped import PullRequestListing, PullRequestRefs, PullRequestScopedStream
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 
 
@@ -117,10 +118,9 @@ class SourceBitbucket(AbstractSource):
     def streams(self, config: Mapping[str, Any]) -> List[Stream]:
         """The registered streams (``STREAM_CLASSES``), in that order. Raises a config error (naming the field) when the config is invalid.
 
-        The repository-scoped streams share one dedicated ``Repositories`` parent, so the
-        repository listing is read once per sync (the synced ``repositories`` stream replays it in
-        full refresh). The parent is never the synced instance itself: that one's state would
-        filter or replay the children's listing.
+        The repository-scoped streams are children of the ``repositories`` stream and read its
+        ``listing`` (``RepositoryListing``), which is read once per sync: the ``repositories``
+        stream emits it in full refresh.
         """
         parsed = BitbucketConfig.from_mapping(config)
         # The Authorization header carries base64(email:api_token): mask it too (e.g. in --debug request logs).
@@ -134,8 +134,9 @@ class SourceBitbucket(AbstractSource):
             "rate_limit_gate": RateLimitGate(),
             "stop_sync": self._stop_sync,
         }
-        parent = Repositories(**common)
-        return [_build(stream_class, parent, common) for stream_class in STREAM_CLASSES]
+        repositories = Repositories(**common)
+        parents = {"parent": repositories, "pull_request_listing": PullRequestListing(PullRequestRefs(parent=repositories, **common))}
+        return [_build(stream_class, repositories, parents, common) for stream_class in STREAM_CLASSES]
 
 
 class _UnfinishedStreams(logging.Filter):
@@ -153,13 +154,16 @@ class _UnfinishedStreams(logging.Filter):
         return True
 
 
-def _build(stream_class: type, parent: Repositories, common: Mapping[str, Any]) -> BitbucketStream:
-    """One registered stream: repository-scoped ones get the shared listing as their parent, the
-    synced ``repositories`` stream replays it in full refresh."""
-    if issubclass(stream_class, RepositoryScopedStream):
-        return stream_class(parent=parent, **common)
+def _build(stream_class: type, repositories: Repositories, parents: Mapping[str, Any], common: Mapping[str, Any]) -> BitbucketStream:
+    """One registered stream: the ``repositories`` stream itself; a repository-scoped stream, whose
+    parent it is (it reads its ``listing``); a pull-request-scoped one, which also reads the shared
+    ``pull_request_listing``; or a workspace-level stream."""
     if stream_class is Repositories:
-        return Repositories(shared_listing=parent, **common)
+        return repositories
+    if issubclass(stream_class, PullRequestScopedStream):
+        return stream_class(**parents, **common)
+    if issubclass(stream_class, RepositoryScopedStream):
+        return stream_class(parent=parents["parent"], **common)
     return stream_class(**common)
 
 

@@ -232,8 +232,7 @@ class BitbucketStream(HttpStream, ABC):
         and be skipped. That shows as a shrinking ``size`` or an item seen twice; the slice is then
         read again from its first page (duplicates, never losses), up to ``MAX_WALKS`` times.
         """
-        repository = (stream_slice or {}).get("repository")
-        where = f"repository {repository['full_name']}" if repository else f"workspace {self.config.workspace}"
+        where = self.partition_name(stream_slice or {})
         self._local.where = where  # named by the retry logs of this thread's requests
         try:
             for walk in range(1, MAX_WALKS + 1):
@@ -291,6 +290,11 @@ class BitbucketStream(HttpStream, ABC):
                 f"{self.name}: {dropped} item(s) of a page from {urlparse(response.url).path} were not objects or lacked "
                 f"a primary key field ({', '.join(self.key_fields)}); they were skipped."
             )
+
+    def partition_name(self, stream_slice: Mapping[str, Any]) -> str:
+        """What a slice reads, for log lines and errors: ``workspace acme`` here; the per-parent
+        streams name their parent (``repository acme/api``, ``pull request #7 of repository acme/api``)."""
+        return f"workspace {self.config.workspace}"
 
     @cached_property
     def key_fields(self) -> List[str]:

@@ -1,9 +1,9 @@
-"""repositories: ``GET /repositories/{workspace}``."""
+"""repositories: ``GET /repositories/{workspace}``, and the one listing of them each sync shares."""
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Iterable, List, Mapping, Optional
 from urllib.parse import quote
 
 from airbyte_cdk.models import SyncMode
@@ -13,17 +13,39 @@ from source_bitbucket.dates import format_datetime
 from source_bitbucket.streams.base import BitbucketStream
 
 
+class RepositoryListing:
+    """Every repository record of the workspace (unfiltered, in listing order), read once per sync.
+
+    The first call of ``records`` reads the whole listing (``GET /repositories/{workspace}``,
+    every page) with ``read``; later calls, from any stream or thread, get the same list without a
+    request. Its users: the repository-scoped streams (one slice per repository) and the
+    ``repositories`` stream in full refresh. A walk that was read again after a shift repeats
+    records; each repository is kept once (by uuid). A failed read is not remembered: the next
+    call reads again.
+    """
+
+    def __init__(self, read: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+        self._read = read
+        self._records: Optional[List[Mapping[str, Any]]] = None
+        self._lock = threading.Lock()
+
+    def records(self) -> List[Mapping[str, Any]]:
+        """The repository records, ``[{"uuid", "full_name", "slug", "updated_on", ...}, ...]``."""
+        with self._lock:
+            if self._records is None:
+                by_uuid = {r["uuid"]: r for r in self._read() if isinstance(r, Mapping)}
+                self._records = list(by_uuid.values())
+            return self._records
+
+
 class Repositories(BitbucketStream):
     """The workspace's repositories. Primary key ``uuid``, cursor ``updated_on``, ``pagelen`` 100.
 
     Incremental reads filter on the server with BBQL ``q=updated_on>{cursor}`` and
-    ``sort=updated_on``; full refresh reads every repository. State:
+    ``sort=updated_on``; full refresh emits ``listing`` (the ``RepositoryListing`` the
+    repository-scoped streams share, so a full sync requests each listing page once). State:
     ``{"updated_on": <canonical date-time>}``, written once the listing has been walked without a
     shift (see ``BitbucketStream``).
-
-    A dedicated instance is the parent of the repository-scoped streams and the
-    ``shared_listing`` of the synced instance: ``list_repositories()`` walks the unfiltered
-    listing once per sync and remembers it, so a full sync requests each listing page once.
     """
 
     name = "repositories"
@@ -32,11 +54,9 @@ class Repositories(BitbucketStream):
     page_size = 100
     required_scope = "read:repository:bitbucket"
 
-    def __init__(self, shared_listing: Optional["Repositories"] = None, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.shared_listing = shared_listing
-        self._listing: Optional[List[Mapping[str, Any]]] = None
-        self._listing_lock = threading.Lock()
+        self.listing = RepositoryListing(self._read_listing)
 
     def first_page_path(self, stream_slice: Mapping[str, Any]) -> str:
         return f"repositories/{quote(self.config.workspace, safe='')}"
@@ -61,24 +81,15 @@ class Repositories(BitbucketStream):
         stream_slice: Optional[Mapping[str, Any]] = None,
         stream_state: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[StreamData]:
-        """Full refresh replays the shared listing (read once per sync for every stream that needs
-        it); incremental reads its own server-side filtered window."""
-        if self.shared_listing is not None and "since" not in (stream_slice or {}):
-            records: Iterable[StreamData] = self.shared_listing.list_repositories()
+        """Full refresh emits the shared listing; incremental reads its own server-side filtered window."""
+        if "since" in (stream_slice or {}):
+            records: Iterable[StreamData] = super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
         else:
-            records = super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
+            records = self.listing.records()
         for record in records:
             yield record
             self.advance_state(record)  # the stream-wide cursor (state_per_repository is False)
 
-    def list_repositories(self) -> List[Mapping[str, Any]]:
-        """Every repository record of the workspace (unfiltered, listing order).
-
-        The first call reads the whole listing; later calls (from any stream or thread) get the
-        same list without a request.
-        """
-        with self._listing_lock:
-            if self._listing is None:
-                by_uuid = {r["uuid"]: r for r in self.read_only_records() if isinstance(r, Mapping)}  # a re-read walk repeats
-                self._listing = list(by_uuid.values())
-            return self._listing
+    def _read_listing(self) -> Iterable[StreamData]:
+        """Every page of the unfiltered listing (the ``RepositoryListing``'s reader; no state involved)."""
+        return BitbucketStream.read_records(self, SyncMode.full_refresh, None, {}, None)

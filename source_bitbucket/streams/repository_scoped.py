@@ -17,6 +17,7 @@ from source_bitbucket.dates import format_datetime
 from source_bitbucket.state import repository_ref
 from source_bitbucket.streams.base import BitbucketStream
 from source_bitbucket.streams.pagination import ListingShifted
+from source_bitbucket.streams.repositories import Repositories
 
 PROGRESS_EVERY_RECORDS = 5000
 
@@ -26,7 +27,7 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
     per repository of the workspace.
 
     * Slices: ``{"repository": {"uuid", "full_name", "slug"}, "since": <ISO date-time>}``, from the
-      parent's repository listing (read once per sync and shared by every such stream). ``since``
+      parent's ``listing`` (a ``RepositoryListing``: read once per sync and shared by every such stream). ``since``
       is the repository's cursor in incremental mode (never earlier than ``start_date``) and
       ``start_date`` in full refresh mode.
     * Records gain ``repository_uuid`` and ``repository_full_name``, so that they can be joined
@@ -46,7 +47,7 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
     skip_statuses = frozenset({403, 404})
     state_per_repository = True
 
-    def __init__(self, parent: BitbucketStream, **kwargs: Any) -> None:
+    def __init__(self, parent: Repositories, **kwargs: Any) -> None:
         super().__init__(parent=parent, **kwargs)
         self._progress = {"total": 0, "done": 0, "records": 0}
         self._slices: List[Mapping[str, Any]] = []
@@ -58,7 +59,7 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
     ) -> Iterable[Mapping[str, Any]]:
         incremental = sync_mode == SyncMode.incremental
         slices = []
-        repositories = self.parent.list_repositories()
+        repositories = self.parent.listing.records()
         self.recheck_state()  # the listing's answers told Bitbucket's clock
         for record in repositories:
             if not record.get("full_name"):
@@ -149,8 +150,16 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         return {}
 
     def first_page_path(self, stream_slice: Mapping[str, Any]) -> str:
+        """``repositories/{workspace}/{repository uuid}/{resource_path}`` (the uuid survives renames)."""
         uuid = stream_slice["repository"]["uuid"]
-        return f"repositories/{quote(self.config.workspace, safe='')}/{quote(uuid, safe='')}/{self.resource}"
+        return f"repositories/{quote(self.config.workspace, safe='')}/{quote(uuid, safe='')}/{self.resource_path(stream_slice)}"
+
+    def resource_path(self, stream_slice: Mapping[str, Any]) -> str:
+        """The path below the repository: ``resource``."""
+        return self.resource
+
+    def partition_name(self, stream_slice: Mapping[str, Any]) -> str:
+        return f"repository {stream_slice['repository']['full_name']}"
 
     def parse_response(
         self,
@@ -160,24 +169,23 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         stream_slice: Optional[Mapping[str, Any]] = None,
         next_page_token: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[Mapping[str, Any]]:
-        """The page's records; a 403 or 404 on the first page skips the repository (one warning), on
+        """The page's records; a 403 or 404 on the first page skips the partition (one warning), on
         a later page it means the listing shifted (the pages before were read: read it again)."""
         if response.status_code in self.skip_statuses:
             if self._pages_followed():
                 raise ListingShifted(f"HTTP {response.status_code} on a later page")
-            self.on_repository_skipped(response, stream_slice or {})
+            self.on_partition_skipped(response, stream_slice or {})
             return
         yield from super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice)
 
-    def on_repository_skipped(self, response: requests.Response, stream_slice: Mapping[str, Any]) -> None:
-        """Log the one warning for a repository skipped after a 403 or 404."""
-        repository = stream_slice["repository"]["full_name"]
+    def on_partition_skipped(self, response: requests.Response, stream_slice: Mapping[str, Any]) -> None:
+        """Log the one warning for a partition (a repository, or one of its pull requests) skipped after a 403 or 404."""
         if response.status_code == 403:
             hint = "the token's account has no access to this repository (a missing scope would have stopped the stream)"
         else:
-            hint = "the repository was deleted or renamed during the sync, or the feature is off"
+            hint = "it was deleted or renamed during the sync, or the feature is off"
         self.logger.warning(
-            f"Skipping repository {repository} for stream {self.name}: HTTP {response.status_code} "
+            f"Skipping {self.partition_name(stream_slice)} for stream {self.name}: HTTP {response.status_code} "
             f"({error_detail(response)}); {hint}."
         )
 
