@@ -21,7 +21,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_bitbucket.concurrency import RateLimitGate
+from source_bitbucket.rate_limit import RateLimitGate
 
 
 class BitbucketBackoffStrategy(BackoffStrategy):

@@ -31,13 +31,13 @@ from requests.auth import AuthBase
 from source_bitbucket.config import BitbucketConfig, same_api_host
 from source_bitbucket.streams import STREAM_CLASSES, Deployments, PullRequests, Repositories, WorkspaceUsers
 from source_bitbucket.errors import (
-    API_TOKENS_PAGE,
     UNAUTHORIZED_MESSAGE,
     error_detail,
     foreign_link_message,
     forbidden_message,
     json_body,
     missing_scopes,
+    missing_scopes_message,
     workspace_not_found_message,
 )
 
@@ -126,11 +126,7 @@ def _get(url: str, auth: AuthBase) -> requests.Response:
 
 
 def _missing_scopes_message(missing: List[ScopeProbe]) -> str:
-    listed = "; ".join(f"{probe.scope} (for {', '.join(probe.streams)})" for probe in missing)
-    return (
-        f"The API token lacks these scopes: {listed}. Create a token with them at {API_TOKENS_PAGE} "
-        f"(Create API token with scopes, app Bitbucket) and put it in 'api_token', or leave those streams out."
-    )
+    return missing_scopes_message({probe.scope: list(probe.streams) for probe in missing})
 
 
 def _listing_failure_message(response: requests.Response, config: BitbucketConfig) -> str:

@@ -4,47 +4,20 @@ The CDK's sequential read loop (``Stream.read``) stays in charge: it asks for on
 slice at a time, emits its records in order (the stream advances its per-repository state with
 ``state.get_updated_state`` as it hands each record over) and checkpoints the stream's ``state``
 after each slice. Which code runs where: ``SlicePrefetcher`` threads run ``read_slice`` (HTTP,
-parsing, the commit frontier); the CDK's thread runs everything that touches state. It only fetches ahead:
+parsing, the commit frontier, the shared pull request listing of their repository); the CDK's thread
+runs everything that touches state (``advance_state``, ``on_slice_read``). It only fetches ahead:
 up to ``num_workers`` threads read the next slices (in listing order) into bounded buffers,
 so the HTTP latency of many repositories overlaps while state stays exact and the records of
 one repository keep their API order.
-
-``RateLimitGate`` makes a rate-limit wait shared: once one request is told to back off, every
-worker holds its next page request until the wait is over.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-import time
 from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional
 
 _END = object()
-
-
-class RateLimitGate:
-    """A shared "do not send before" time (monotonic clock), set by the backoff strategy."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._resume_at = 0.0
-
-    def close_for(self, seconds: float) -> None:
-        """Hold every new request for ``seconds`` from now (a later deadline wins)."""
-        with self._lock:
-            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
-
-    def wait(self) -> float:
-        """Block until the gate is open; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                remaining = self._resume_at - time.monotonic()
-            if remaining <= 0:
-                return waited
-            time.sleep(min(remaining, 1.0))
-            waited += min(remaining, 1.0)
 
 
 class SlicePrefetcher:

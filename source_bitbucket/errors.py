@@ -119,8 +119,22 @@ def forbidden_message(response: requests.Response, stream_name: str, scope: str)
     scopes = missing_scopes(response) or [scope or "the stream's read scope"]
     return (
         f"Bitbucket refused access to {stream_name} (HTTP 403: {error_detail(response)}). The API token needs the "
-        f"scope {', '.join(scopes)}: create a token with it at {API_TOKENS_PAGE} (Create API token with scopes, "
-        f"app Bitbucket) and put it in 'api_token', or leave {stream_name} out of the connection."
+        f"scope {', '.join(scopes)}: {_token_fix('it', stream_name)}"
+    )
+
+
+def missing_scopes_message(scopes: Mapping[str, List[str]]) -> str:
+    """The check's message for the scopes a token lacks, ``{scope: [stream names that need it]}``."""
+    listed = "; ".join(f"{scope} (for {', '.join(streams)})" for scope, streams in scopes.items())
+    fix = _token_fix("them", "those streams")
+    return f"The API token lacks these scopes: {listed}. {fix[0].upper()}{fix[1:]}"
+
+
+def _token_fix(scopes: str, streams: str) -> str:
+    """What to do about a missing scope: the one wording of it."""
+    return (
+        f"create a token with {scopes} at {API_TOKENS_PAGE} (Create API token with scopes, app Bitbucket) "
+        f"and put it in 'api_token', or leave {streams} out of the connection."
     )
 
 

@@ -23,7 +23,7 @@ from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_bitbucket.check import check_connection
-from source_bitbucket.concurrency import RateLimitGate
+from source_bitbucket.rate_limit import RateLimitGate
 from source_bitbucket.config import BitbucketConfig
 from source_bitbucket.state import SyncClock
 from source_bitbucket.inputs import check_catalog_streams, read_catalog_file, read_config_file, read_state_file

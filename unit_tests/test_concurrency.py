@@ -11,7 +11,8 @@ import requests
 import responses
 from airbyte_cdk.models import SyncMode
 
-from source_bitbucket.concurrency import RateLimitGate, SlicePrefetcher
+from source_bitbucket.concurrency import SlicePrefetcher
+from source_bitbucket.rate_limit import RateLimitGate
 from source_bitbucket import SourceBitbucket
 from source_bitbucket.backoff import BitbucketBackoffStrategy
 from unit_tests.conftest import API, WORKSPACE, page, repository, repository_url

@@ -18,7 +18,7 @@ from airbyte_cdk.sources.streams.http import HttpStream
 from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy, ErrorHandler
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_bitbucket.concurrency import RateLimitGate
+from source_bitbucket.rate_limit import RateLimitGate
 from source_bitbucket.backoff import BitbucketBackoffStrategy
 from source_bitbucket.config import BitbucketConfig
 from source_bitbucket.errors import BitbucketErrorHandler
