@@ -11,7 +11,7 @@
   ``HttpClient``, waiting as ``source_bitbucket.backoff`` says.
 
 Source: Bitbucket's error shape ``{"type": "error", "error": {"message", "detail", ...}}``
-(narrative "Standardized error responses"); 429 and some 401/404 bodies are plain text.
+(https://developer.atlassian.com/cloud/bitbucket/rest/intro/#standardized-error-responses); 429 and some 401/404 bodies are plain text.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def missing_scopes(response: requests.Response) -> Optional[List[str]]:
 
     Bitbucket answers a missing scope with ``{"type": "error", "error": {"message": "Your
     credentials lack one or more required privilege scopes.", "detail": {"required": [...],
-    "granted": [...]}}}`` (narrative "Standardized error responses"; backstage/backstage#22383).
+    "granted": [...]}}}`` (https://developer.atlassian.com/cloud/bitbucket/rest/intro/#standardized-error-responses; https://github.com/backstage/backstage/issues/22383).
     Any other 403 (no access to one repository, a private repository, an admin-only endpoint)
     returns None. An empty list means a scope error that did not name the scope.
     """

@@ -1,7 +1,7 @@
 """Who reviews and comments on the sandbox's pull requests (``participants`` and ``reviewers``).
 
 Drawn from their own random stream (``"{seed}:people"``), so adding them left every other generated
-value as it was. Shapes follow ``shared/fixtures/bitbucket-api/pullrequest_single__*.json``: reviewers
+value as it was. Shapes follow ``unit_tests/resource/bitbucket-api/pullrequest_single__*.json``: reviewers
 are participants with role REVIEWER (``approved`` and ``state`` set once they acted, ``participated_on``
 null until then); commenters are PARTICIPANTs; the author is never among them.
 """

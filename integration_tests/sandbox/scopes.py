@@ -1,7 +1,8 @@
 """Token scopes: which scope each sandbox endpoint requires, and Bitbucket's missing-scope answer.
 
-From ``shared/docs/bitbucket-api-notes.md`` (Auth): repositories (listing, one repository, commits,
-branches) need ``read:repository:bitbucket``; pull requests ``read:pullrequest:bitbucket``; deployments,
+From https://developer.atlassian.com/cloud/bitbucket/rest/intro/#authentication and each endpoint's
+scopes in the API reference (https://developer.atlassian.com/cloud/bitbucket/rest/): repositories
+(listing, one repository, commits, branches) need ``read:repository:bitbucket``; pull requests ``read:pullrequest:bitbucket``; deployments,
 environments and pipelines ``read:pipeline:bitbucket``; the workspace and its members
 ``read:workspace:bitbucket``; ``/user`` ``read:user:bitbucket``. A request without its scope answers 403
 ``{"type": "error", "error": {"message": MISSING_SCOPE, "detail": {"granted": [...], "required": [scope]}}}``.

@@ -297,7 +297,7 @@ def _fault_response(rule: FaultRule, path: str, scopes: Optional[List[str]]) -> 
     if kind == "502_html":
         return Response(502, BAD_GATEWAY.encode(), "text/html")
     parts = [p for p in path.split("/") if p]
-    if kind == "403":  # no access to this repository (shared/fixtures/bitbucket-api/error_403__*.json)
+    if kind == "403":  # no access to this repository (unit_tests/resource/bitbucket-api/error_403__*.json)
         return error_response(403, "Forbidden")
     if kind == "403_scope":
         scope = scope_rules.required_scope(path) or scope_rules.REPOSITORY

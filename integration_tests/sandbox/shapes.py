@@ -1,7 +1,7 @@
 """Builders that render sandbox models as Bitbucket Cloud API JSON objects.
 
 Field names, nesting, nulls and date formats follow the recorded payloads in
-``shared/fixtures/bitbucket-api`` (repository_single__devlake, pullrequests__devlake,
+``unit_tests/resource/bitbucket-api`` (repository_single__devlake, pullrequests__devlake,
 commits__go-scm/codecov, deployments__faros, user_permissions_workspaces__codecov).
 Links are built on api.bitbucket.org; the server rebases them (``rebase``) onto the origin the request
 was sent to, as Bitbucket builds its links from the request's Host.

@@ -1,7 +1,7 @@
 """Time formats and identifiers used by the Bitbucket sandbox.
 
 Times are kept internally as integer microseconds since the Unix epoch (UTC) and rendered in the
-exact formats the real API uses for each kind of object (see ``shared/fixtures/bitbucket-api``).
+exact formats the real API uses for each kind of object (see ``unit_tests/resource/bitbucket-api``).
 """
 
 from __future__ import annotations

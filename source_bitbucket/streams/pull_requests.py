@@ -12,7 +12,7 @@ class PullRequests(RepositoryScopedStream):
 
     ``pagelen`` 50 (the endpoint's maximum; 100 answers 400 "Invalid pagelen"). The configured
     states are sent as repeated ``state`` parameters (with none, the API returns only OPEN).
-    The collection leaves out ``participants`` and ``reviewers`` (narrative "Partial responses":
+    The collection leaves out ``participants`` and ``reviewers`` (https://developer.atlassian.com/cloud/bitbucket/rest/intro/#partial-response:
     they come only from a pull request's own URL); ``fields=+values.participants,+values.reviewers``
     adds them without a request per pull request. The window is filtered on the server with
     ``q=updated_on>{since}`` and read in ascending ``sort=updated_on``. State is written once per
