@@ -5,8 +5,9 @@ Runs, against one generated sandbox workspace:
 1. a full sync (every stream in ``full_refresh``) of ``python main.py read``;
 2. an incremental sync with nothing changed (the project's catalog, with the state of a previous
    incremental sync, which is run first and reported too);
-3. a plain sequential ``requests`` loop that fetches the same pages (same endpoints and first-page
-   parameters, maximum ``pagelen``, following ``next``) and writes the same records as JSON lines;
+3. a plain sequential ``requests`` loop that fetches the same pages (each stream's first page, path
+   and parameters as the stream instances give them in ``request_plan``, following ``next``) and
+   writes the same records as JSON lines;
 
 and prints one markdown table: requests per endpoint and against the minimum possible, records,
 records/s, wall and CPU time, peak RSS, and connector / plain-loop ratios. ``--memory-check`` instead
@@ -47,8 +48,9 @@ MAX_PAGELEN = {"repositories": 100, "pullrequests": 50, "commits": 100, "deploym
 REPOSITORY_SCOPED = ("pullrequests", "commits", "deployments")
 EMAIL, TOKEN = "bench@example.com", "sandbox-token-bench"
 START_DATE = "2020-01-01T00:00:00Z"
-START_CURSOR = "2020-01-01T00:00:00.000000+00:00"  # START_DATE as the connector formats it in ``q``
-PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")  # pull_request_state ALL (the default)
+# The repository of the plain loop's request plan: the plain loop puts each repository's quoted uuid in its place.
+PLACEHOLDER_REPOSITORY = {"uuid": "REPOSITORY-UUID-PLACEHOLDER", "full_name": "REPOSITORY-FULL-NAME-PLACEHOLDER",
+                          "slug": "REPOSITORY-SLUG-PLACEHOLDER"}
 MEMORY_SCALES = {  # ~20k and ~200k records, same 40 repositories, same mix
     "~20k records": dict(repositories=40, pull_requests=3200, commits=16000, deployments=800, members=50),
     "~200k records": dict(repositories=40, pull_requests=32000, commits=160000, deployments=8000, members=50),
@@ -328,7 +330,12 @@ class Bench:
         log("plain loop: running ...")
         run = Run("plain requests loop", "plain", expected_records=expected_records(self.sandbox.info))
         out = self.tmp / "plain.jsonl"
-        args = [sys.executable, "-m", "integration_tests.benchmark", "--_plain", str(self.config_path), str(out)]
+        # The plan is computed in a child: the connector imported here would count in every later child's peak RSS.
+        plan = self.tmp / "plain_plan.json"
+        subprocess.run([sys.executable, "-m", "integration_tests.benchmark", "--_plan", str(self.config_path), str(plan)],
+                       check=True, cwd=cli.PROJECT_ROOT, timeout=self.timeout)
+        args = [sys.executable, "-m", "integration_tests.benchmark", "--_plain", str(self.config_path), str(plan),
+                str(out)]
         summary = self._measure(run, args, "plain_summary")
         if run.status == "ok":
             run.records_by_stream = json.loads(summary.read_text())
@@ -345,18 +352,39 @@ class Bench:
             run.status = f"ok, {run.records - run.expected_records:+,d} records vs expected"
 
 
-def plain_loop(config_path: str, out_path: str) -> None:
-    """Child side of ``Bench.plain``: fetch every page the connector fetches, write JSON lines."""
+def request_plan(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the plain loop fetches, from the connector's own stream instances (computed in a child
+    process of its own, ``--_plan``: the plain loop imports neither the connector nor the CDK, and
+    the benchmark's process neither, since a forked child's peak RSS counts the parent's pages).
+
+    ``{"listing": {"path", "params"}, "streams": [{"stream", "per_repository", "path", "params"}, ...]}``:
+    ``listing`` is the repository listing the repository-scoped streams are read for (their parent's
+    first page); ``streams`` are the first pages in full refresh, in the registry's order, with
+    ``PLACEHOLDER_REPOSITORY``'s uuid in the path of those read per repository.
+    """
+    from integration_tests.first_pages import first_pages
+    from source_bitbucket import SourceBitbucket
+    from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
+
+    parent = next(s.parent for s in SourceBitbucket().streams(config) if isinstance(s, RepositoryScopedStream))
+    listing = {"path": parent.path(stream_slice={}), "params": dict(parent.request_params(stream_state={}, stream_slice={}))}
+    return {"listing": listing, "streams": [page.to_json() for page in first_pages(config, PLACEHOLDER_REPOSITORY)]}
+
+
+def plain_loop(config_path: str, plan_path: str, out_path: str) -> None:
+    """Child side of ``Bench.plain``: fetch the pages of ``request_plan`` (following ``next``), write
+    JSON lines; records read per repository gain ``repository_uuid`` and ``repository_full_name``."""
     from urllib.parse import quote
 
     import requests
 
-    config = json.loads(Path(config_path).read_text())
+    config, plan = json.loads(Path(config_path).read_text()), json.loads(Path(plan_path).read_text())
     session = requests.Session()
     session.auth = (config["email"], config["api_token"])
-    base, workspace = config["api_url"], quote(config["workspace"], safe="")
+    base, placeholder = config["api_url"], PLACEHOLDER_REPOSITORY["uuid"]
 
-    def values(url: str, params: Mapping[str, Any]):
+    def values(path: str, params: Mapping[str, Any]):
+        url = f"{base}/{path}"
         while url:
             response = session.get(url, params=params, timeout=120)
             response.raise_for_status()
@@ -364,27 +392,25 @@ def plain_loop(config_path: str, out_path: str) -> None:
             yield from body.get("values", [])
             url, params = body.get("next"), None
 
-    counts: Dict[str, int] = {"pull_requests": 0, "commits": 0, "deployments": 0, "workspace_users": 0}
+    listing = plan["listing"]
+    repositories = list(values(listing["path"], listing["params"]))  # read once, as the connector does
+    counts: Dict[str, int] = {}
     with open(out_path, "w") as out:
-        repositories = list(values(f"{base}/repositories/{workspace}", {"pagelen": 100}))
-        for record in repositories:
-            out.write(json.dumps(record) + "\n")
-        counts["repositories"] = len(repositories)
-        scoped = (("pull_requests", "pullrequests", {"pagelen": 50, "state": list(PR_STATES),
-                                                     "q": f"updated_on>{START_CURSOR}", "sort": "updated_on",
-                                                     "fields": "+values.participants,+values.reviewers"}),
-                  ("commits", "commits", {"pagelen": 100}), ("deployments", "deployments", {"pagelen": 100}))
-        for stream, resource, params in scoped:
+        for page in plan["streams"]:
+            stream, path, params = page["stream"], page["path"], page["params"]
+            counts[stream] = 0
+            if not page["per_repository"]:
+                same = (path, params) == (listing["path"], listing["params"])
+                for record in repositories if same else values(path, params):
+                    out.write(json.dumps(record) + "\n")
+                    counts[stream] += 1
+                continue
             for repository in repositories:
-                url = f"{base}/repositories/{workspace}/{quote(repository['uuid'], safe='')}/{resource}"
-                for record in values(url, params):
+                for record in values(path.replace(placeholder, quote(repository["uuid"], safe="")), params):
                     record["repository_uuid"] = repository["uuid"]
                     record["repository_full_name"] = repository["full_name"]
                     out.write(json.dumps(record) + "\n")
                     counts[stream] += 1
-        for record in values(f"{base}/workspaces/{workspace}/members", {"pagelen": 100}):
-            out.write(json.dumps(record) + "\n")
-            counts["workspace_users"] += 1
     print(json.dumps(counts))
 
 
@@ -559,7 +585,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--_serve"]:
         _serve(json.loads(sys.argv[2]))
+    elif sys.argv[1:2] == ["--_plan"]:
+        Path(sys.argv[3]).write_text(json.dumps(request_plan(json.loads(Path(sys.argv[2]).read_text()))))
     elif sys.argv[1:2] == ["--_plain"]:
-        plain_loop(sys.argv[2], sys.argv[3])
+        plain_loop(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         sys.exit(main())

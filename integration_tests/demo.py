@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any, Dict, Mapping
+from urllib.parse import urlsplit
 
 from integration_tests import connector_cli as cli
+from integration_tests.first_pages import first_pages
 from integration_tests.sandbox import SandboxServer, generate_workspace
+from integration_tests.sandbox.resources import endpoint_kind
 
-ENDPOINTS = ("repositories", "pullrequests", "commits", "deployments", "members")
+EXAMPLE_REPOSITORY = {"uuid": "{00000000-0000-0000-0000-000000000000}", "full_name": "ws/x", "slug": "x"}
 
 
 def main() -> None:
@@ -39,6 +43,13 @@ def main() -> None:
         _sync("2nd sync (with the 1st sync's state)", config, first.final_state(), server, args.show_state)
 
 
+def endpoints(config: Mapping[str, Any]) -> Dict[str, str]:
+    """``{stream: endpoint kind}`` in the registry's order: the sandbox's ``endpoint_kind`` of each
+    stream's first page (for a repository-scoped stream, the page of an example repository)."""
+    api_path = urlsplit(config["api_url"]).path.rstrip("/")
+    return {page.stream: endpoint_kind(f"{api_path}/{page.path}") for page in first_pages(config, EXAMPLE_REPOSITORY)}
+
+
 def _sync(title: str, config, state, server, show_state: bool) -> cli.SyncResult:
     server.reset_requests()
     result = cli.run("read", config, cli.catalog(), state=state)
@@ -49,7 +60,7 @@ def _sync(title: str, config, state, server, show_state: bool) -> cli.SyncResult
     for stream in result.states:
         name = stream["stream"]["stream_descriptor"]["name"]
         states[name] = states.get(name, 0) + 1
-    for stream, endpoint in zip(cli.STREAMS, ENDPOINTS):
+    for stream, endpoint in endpoints(config).items():
         print(f"  {stream:<16}{len(result.records[stream]):>8}{states.get(stream, 0):>8}   {requests.get(endpoint, 0)} x {endpoint}")
     for error in result.errors:
         print("  ERROR:", error.get("message"))

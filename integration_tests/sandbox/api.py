@@ -1,11 +1,11 @@
 """The sandbox's API routes: pure request -> :class:`Response` logic, no sockets.
 
 Rules (from ``shared/docs/bitbucket-api-notes.md``): page-number pagination with ``page``/``size`` on
-lists, iterator pagination with an opaque ``page`` token on commits, pagelen caps answered with
-``400 Invalid pagelen``, BBQL ``q`` and ``sort`` on repositories and pull requests, OPEN-only default
-for pull requests, include/exclude on commits, ``sort`` rejected on deployments, absolute ``next``
-links that repeat every original query parameter, ``fields=`` partial responses (``fields.py``; pull
-request collection pages leave out ``participants`` and ``reviewers`` unless added with ``+``).
+lists (one generic route over the ``resources.PAGED`` table: pagelen caps answered with
+``400 Invalid pagelen``, BBQL ``q`` and ``sort`` where the entry allows them), iterator pagination
+with an opaque ``page`` token and include/exclude on commits, absolute ``next`` links that repeat
+every original query parameter, ``fields=`` partial responses (``fields.py``; an entry's hidden
+fields are left out unless added with ``+``), and the single-object routes.
 """
 
 from __future__ import annotations
@@ -13,112 +13,13 @@ from __future__ import annotations
 import base64
 import json
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
-from urllib.parse import unquote, urlencode
 
-from . import fields, shapes
+from . import fields, resources, shapes
 from .bbql import MISSING, BBQLError, compile_query, lookup
-from .util import fmt_us
-
-PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
-REPO_FIELDS = {"type", "full_name", "links", "name", "slug", "description", "scm", "website", "owner", "workspace",
-               "is_private", "project", "fork_policy", "created_on", "updated_on", "size", "language",
-               "has_issues", "has_wiki", "uuid", "mainbranch", "parent", "override_settings"}
-PR_FIELDS = {"comment_count", "task_count", "type", "id", "title", "description", "state", "merge_commit",
-             "close_source_branch", "closed_by", "author", "reason", "created_on", "updated_on", "destination",
-             "source", "links", "summary", "participants", "reviewers", "draft"}
-FAST = {
-    "repo": {"updated_on": lambda r: fmt_us(r.updated_us), "created_on": lambda r: fmt_us(r.created_us),
-             "slug": lambda r: r.slug, "name": lambda r: r.name, "uuid": lambda r: r.uuid},
-    "pr": {"updated_on": lambda p: fmt_us(p.updated_us), "created_on": lambda p: fmt_us(p.created_us),
-           "state": lambda p: p.state, "id": lambda p: p.id, "title": lambda p: p.title},
-}
-# What a collection leaves out of its values unless asked with fields=+values.x (the self URL includes them).
-HIDDEN = {"pullrequests": (("values", "participants"), ("values", "reviewers"))}
-NO_API = ("There is no API hosted at this URL.\n\nFor information about our API's, please refer to the "
-          "documentation at: https://developer.atlassian.com/bitbucket/api/2/reference/")
-
-
-class Response:
-    """Status, body bytes, content type and extra headers of one answer."""
-
-    def __init__(self, status: int, body: bytes, content_type: str = "application/json", headers=None):
-        self.status, self.body, self.content_type = status, body, content_type
-        self.headers: Dict[str, str] = dict(headers or {})
-
-
-class ApiError(Exception):
-    """Raised by route code; becomes ``{"type": "error", "error": {"message": ..., "detail": ...}}``."""
-
-    def __init__(self, status: int, message: str, detail: Any = None):
-        super().__init__(message)
-        self.status, self.message, self.detail = status, message, detail
-
-
-def json_response(status: int, obj: Any) -> Response:
-    """Serialise ``obj`` as an ``application/json`` answer."""
-    return Response(status, json.dumps(obj).encode())
-
-
-def error_response(status: int, message: str, detail: Any = None) -> Response:
-    """The standard Bitbucket error body."""
-    err: Dict[str, Any] = {"message": message}
-    if detail is not None:
-        err["detail"] = detail
-    return json_response(status, {"type": "error", "error": err})
-
-
-def endpoint_kind(path: str) -> str:
-    """Classify a request path for ``request_counts``: repositories, pullrequests, commits, ...."""
-    parts = [unquote(p) for p in path.split("/") if p]
-    if len(parts) >= 2 and parts[0] == "2.0":
-        rest = parts[1:]
-        if rest[0] == "repositories":
-            if len(rest) in (2, 3):
-                return "repositories"
-            if len(rest) >= 4 and rest[3] in ("pullrequests", "commits", "deployments"):
-                return rest[3]
-        if rest[0] == "workspaces" and len(rest) == 3 and rest[2] == "members":
-            return "members"
-    return "other"
-
-
-class Request:
-    """One API request as the routes see it: raw path, ordered query pairs, origin for links."""
-
-    def __init__(self, method: str, path: str, pairs: Sequence[Tuple[str, str]], origin: str):
-        self.method, self.path, self.pairs, self.origin = method, path, list(pairs), origin
-
-    def all(self, name: str) -> List[str]:
-        """Every value of a (repeatable) parameter."""
-        return [v for k, v in self.pairs if k == name]
-
-    def get(self, name: str) -> Optional[str]:
-        """The first value of a parameter, or None."""
-        values = self.all(name)
-        return values[0] if values else None
-
-    def int_param(self, name: str, default: int, message: str) -> int:
-        """An integer parameter; a non-integer answers 400 ``message``."""
-        raw = self.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            return int(raw)
-        except ValueError:
-            raise ApiError(400, message) from None
-
-    def link(self, **replace: str) -> str:
-        """Absolute URL of this request with some parameters replaced (or appended)."""
-        pairs, done = [], set()
-        for key, value in self.pairs:
-            if key in replace:
-                if key in done:
-                    continue
-                value, _ = replace[key], done.add(key)
-            pairs.append((key, value))
-        pairs += [(k, v) for k, v in replace.items() if k not in done]
-        return f"{self.origin}{self.path}?{urlencode(pairs)}"
+from .protocol import NO_API, ApiError, Request, Response, api_segments, error_response, json_response
+from .resources import Owner, Paged
 
 
 class Api:
@@ -137,56 +38,44 @@ class Api:
 
     # ------------------------------------------------------------ routing
     def _route(self, req: Request) -> Response:
-        parts = [unquote(p) for p in req.path.split("/") if p]
-        if not parts or parts[0] != "2.0":
+        p = api_segments(req.path)
+        if not p:
             return Response(404, b"Not Found", "text/plain")
-        p = parts[1:]
         if req.method not in ("GET", "POST") or (req.method == "POST" and "commits" not in p[3:4]):
             raise ApiError(405, f"Method {req.method} not allowed on this resource")
         if p == ["user"]:
             return _ok(req, shapes.user(self.ws.owner))
-        if p == ["user", "workspaces"]:
-            return self._paged(req, [self.ws], lambda w: {"type": "workspace_access", "administrator": True,
-                                                          "workspace": shapes.workspace_ref(w)}, 10, 100)
+        owner = Owner(self.ws)
         if len(p) >= 2 and p[0] in ("workspaces", "repositories"):
             self._workspace(p[1])
-            if p[0] == "workspaces" and len(p) == 2:
-                return _ok(req, shapes.workspace(self.ws))
-            if p[0] == "workspaces" and p[2:] == ["members"]:
-                return self._paged(req, self.ws.members, self.ws.membership_api, 10, 100)
-            if p[0] == "repositories" and len(p) == 2:
-                return self._repositories(req)
-            if p[0] == "repositories":
-                return self._repository_route(req, self._repository(p[2]), p[3:])
+            if p[0] == "repositories" and len(p) >= 3:
+                owner = Owner(self.ws, self._repository(p[2]))
+        found = resources.match(p)
+        if found:
+            resource, captured = found
+            if "pull_request" in captured:
+                owner = replace(owner, pull_request=self._pull_request(owner.repo, captured["pull_request"]))
+            return self._list(req, resource, owner)
+        if p[0] == "workspaces" and len(p) == 2:
+            return _ok(req, shapes.workspace(self.ws))
+        if owner.repo is not None:
+            return self._repository_object(req, owner.repo, p[3:])
         raise ApiError(404, "Resource not found", NO_API)
 
-    def _repository_route(self, req: Request, repo, rest: List[str]) -> Response:
+    def _repository_object(self, req: Request, repo, rest: List[str]) -> Response:
+        """A repository, one of its pull requests or deployments, or its commits (not page-number lists)."""
         ws = self.ws
         if not rest:
             return _ok(req, ws.repository_api(repo))
-        if rest == ["pullrequests"]:
-            return self._pullrequests(req, repo)
-        if rest[0] == "pullrequests" and len(rest) == 2:
-            pr = next((x for x in repo.pull_requests if str(x.id) == rest[1]), None)
-            if pr is None:
-                raise ApiError(404, f"Pull request {rest[1]} not found")
-            return _ok(req, ws.pull_request_api(repo, pr))
         if rest[0] == "commits":
             return self._commits(req, repo, "/".join(rest[1:]) or None)
-        if rest == ["deployments"]:
-            if req.get("sort") is not None:
-                raise ApiError(400, "Invalid sort parameter: sorting is not supported for deployments")
-            return self._paged(req, repo.deployments[::-1], lambda d: ws.deployment_api(repo, d), 10, 100)
+        if rest[0] == "pullrequests" and len(rest) == 2:
+            return _ok(req, ws.pull_request_api(repo, self._pull_request(repo, rest[1])))
         if rest[0] == "deployments" and len(rest) == 2:
             dep = next((d for d in repo.deployments if d.uuid == rest[1]), None)
             if dep is None:
                 raise ApiError(404, f"Deployment {rest[1]} not found")
             return _ok(req, ws.deployment_api(repo, dep))
-        if rest == ["refs", "branches"]:
-            graph = repo.graph
-            names = sorted(graph.branches)
-            return self._paged(req, names, lambda n: {"name": n, "type": "branch",
-                                                      "target": ws.commit_api(repo, graph.branches[n])}, 10, 100)
         raise ApiError(404, "Resource not found", NO_API)
 
     def _workspace(self, key: str) -> None:
@@ -199,7 +88,29 @@ class Api:
             raise ApiError(404, f"Repository {self.ws.slug}/{key} not found")
         return repo
 
+    @staticmethod
+    def _pull_request(repo, key: str):
+        pr = next((x for x in repo.pull_requests if str(x.id) == key), None)
+        if pr is None:
+            raise ApiError(404, f"Pull request {key} not found")
+        return pr
+
     # ------------------------------------------------------------ lists
+    def _list(self, req: Request, resource: Paged, owner: Owner) -> Response:
+        """One page of a ``resources.PAGED`` list: its items, narrowed and ordered by ``q``/``sort``
+        where the entry allows them."""
+        if resource.rejects_sort and req.get("sort") is not None:
+            raise ApiError(400, f"Invalid sort parameter: sorting is not supported for {resource.name}")
+
+        def render(model):
+            return resource.render(owner, model)
+
+        if resource.query_fields is None:
+            items = resource.items(owner, req)
+        else:
+            items = self._select(req, resource, owner, render)
+        return self._paged(req, items, render, resource.default_pagelen, resource.max_pagelen, resource.hidden)
+
     def _paged(self, req: Request, items: Sequence, render: Callable, default: int, maximum: int,
                hidden: Sequence[fields.Path] = ()) -> Response:
         pagelen = req.int_param("pagelen", default, "Invalid pagelen")
@@ -217,13 +128,16 @@ class Api:
             body["previous"] = req.link(page=str(page - 1))
         return _ok(req, body, hidden)
 
-    def _select(self, req: Request, key: tuple, items: Sequence, render: Callable, fast: Dict, fields) -> List:
-        """Apply ``q`` and ``sort`` (cached per workspace version)."""
+    def _select(self, req: Request, resource: Paged, owner: Owner, render: Callable) -> List:
+        """The entry's items with ``q`` and ``sort`` applied (cached per workspace version and per
+        query parameters other than ``page``, ``pagelen`` and ``fields``)."""
         q, sort = req.get("q"), req.get("sort")
-        cache_key = (self.ws.version,) + key + (q, sort)
+        params = tuple((k, v) for k, v in req.pairs if k not in ("page", "pagelen", "fields"))
+        cache_key = (self.ws.version, resource.path, owner.key, params)
         if cache_key in self._cache:
             self._cache.move_to_end(cache_key)
             return self._cache[cache_key]
+        fast, query_fields = resource.fast, resource.query_fields
 
         def getter(model):
             built: List[Any] = []
@@ -237,16 +151,16 @@ class Api:
 
             return get
 
-        out = list(items)
+        out = list(resource.items(owner, req))
         if q:
             try:
-                predicate = compile_query(q, fields)
+                predicate = compile_query(q, query_fields)
             except BBQLError as exc:
                 raise ApiError(400, str(exc)) from None
             out = [m for m in out if predicate(getter(m))]
         if sort:
             field = sort.lstrip("-")
-            if field.split(".")[0] not in fields:
+            if field.split(".")[0] not in query_fields:
                 raise ApiError(400, f"Invalid sort field: {field}")
             keyed = [(getter(m)(field), m) for m in out]
             keyed.sort(key=lambda kv: (kv[0] is not None and kv[0] is not MISSING, _sortable(kv[0])),
@@ -256,26 +170,6 @@ class Api:
         while len(self._cache) > 64:
             self._cache.popitem(last=False)
         return out
-
-    def _repositories(self, req: Request) -> Response:
-        repos = sorted(self.ws.repositories, key=lambda r: (r.created_us, r.slug))
-        selected = self._select(req, ("repositories",), repos, self.ws.repository_api, FAST["repo"], REPO_FIELDS)
-        return self._paged(req, selected, self.ws.repository_api, 10, 100)
-
-    def _pullrequests(self, req: Request, repo) -> Response:
-        states = [s.upper() for s in req.all("state")] or ["OPEN"]
-        bad = [s for s in states if s not in PR_STATES]
-        if bad:
-            raise ApiError(400, f"Invalid state: {bad[0]}", {"state": [f"must be one of {', '.join(PR_STATES)}"]})
-        wanted = set(states)
-        prs = [pr for pr in repo.pull_requests if pr.state in wanted]
-
-        def render(pr):
-            return self.ws.pull_request_api(repo, pr)
-
-        selected = self._select(req, ("pullrequests", repo.uuid, tuple(sorted(wanted))), prs, render, FAST["pr"],
-                                PR_FIELDS)
-        return self._paged(req, selected, render, 10, 50, HIDDEN["pullrequests"])
 
     def _commits(self, req: Request, repo, revision: Optional[str]) -> Response:
         pagelen = req.int_param("pagelen", 30, "Invalid pagelen")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 from urllib.parse import unquote
 
-from .api import Response, error_response
+from .protocol import Response, error_response
 
 REPOSITORY, PULLREQUEST = "read:repository:bitbucket", "read:pullrequest:bitbucket"
 PIPELINE, WORKSPACE, USER = "read:pipeline:bitbucket", "read:workspace:bitbucket", "read:user:bitbucket"

@@ -22,7 +22,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 from . import scopes as scope_rules
-from .api import Api, Request, Response, endpoint_kind, error_response, json_response
+from .api import Api
+from .protocol import Request, Response, error_response, json_response
+from .resources import endpoint_kind, kinds
 from .data import MUTATIONS, STREAMS
 from .shapes import rebase
 from .util import to_datetime
@@ -135,9 +137,10 @@ class SandboxServer:
             return list(self._requests)
 
     def request_counts(self) -> Dict[str, int]:
-        """``{kind: count}`` over repositories, pullrequests, commits, deployments, members, other."""
+        """``{kind: count}`` over every kind of ``resources.kinds()``: repositories, pullrequests,
+        deployments, members, commits, other (and any kind registered in ``resources.PAGED``)."""
         counts = Counter(endpoint_kind(path) for _, path, _ in self.requests)
-        return {k: counts.get(k, 0) for k in ("repositories", "pullrequests", "commits", "deployments", "members", "other")}
+        return {k: counts.get(k, 0) for k in kinds()}
 
     def reset_requests(self) -> None:
         """Empty the request log."""

@@ -237,7 +237,7 @@ def pullrequest(ws, repo, pr) -> Dict[str, Any]:
     """A whole ``pullrequest``, as ``GET .../pullrequests/{id}`` answers it.
 
     The collection leaves out ``participants`` and ``reviewers`` unless asked with ``fields=``
-    (``api.HIDDEN``).
+    (``hidden`` of its ``resources.PAGED`` entry).
     """
     full = f"{ws.slug}/{repo.slug}"
     api = f"{API}/repositories/{full}"

@@ -1,0 +1,174 @@
+"""The sandbox's page-number lists, one :class:`Paged` entry per resource, and the request kinds.
+
+``PAGED`` is the one table the API's generic list route serves (``api.Api``) and ``endpoint_kind``
+classifies request paths with (``SandboxServer.request_counts``). A new list is one more entry:
+its path template (``WORKSPACE``, ``REPOSITORIES``, ``REPOSITORY`` or ``PULL_REQUEST`` plus the
+resource's own segments), what it lists and how each item renders, its ``pagelen`` default and cap,
+and what ``q``/``sort`` may use. Rules from ``shared/docs/bitbucket-api-notes.md``: caps 100 (pull
+requests 50), BBQL on repositories and pull requests, OPEN-only default for pull requests, ``sort``
+rejected on deployments, participants and reviewers left out of pull request pages unless added
+with ``fields=+values.x``. The commit listing (iterator pagination) and the single-object routes
+are ``api.py``'s own; a single object counts under its collection's kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+from . import fields, shapes
+from .protocol import ApiError, Request, api_segments
+from .util import fmt_us
+
+WORKSPACE = "workspaces/{workspace}"
+REPOSITORIES = "repositories/{workspace}"
+REPOSITORY = REPOSITORIES + "/{repository}"
+PULL_REQUEST = REPOSITORY + "/pullrequests/{pull_request}"
+COMMITS = REPOSITORY + "/commits"  # served by api.py (iterator pagination); counts as "commits", with all below it
+OTHER = "other"
+
+PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
+REPO_FIELDS = frozenset({"type", "full_name", "links", "name", "slug", "description", "scm", "website", "owner",
+                         "workspace", "is_private", "project", "fork_policy", "created_on", "updated_on", "size",
+                         "language", "has_issues", "has_wiki", "uuid", "mainbranch", "parent", "override_settings"})
+PR_FIELDS = frozenset({"comment_count", "task_count", "type", "id", "title", "description", "state", "merge_commit",
+                       "close_source_branch", "closed_by", "author", "reason", "created_on", "updated_on",
+                       "destination", "source", "links", "summary", "participants", "reviewers", "draft"})
+# BBQL fields read straight from the models (no rendering) when a query or sort uses them.
+FAST_REPO = {"updated_on": lambda r: fmt_us(r.updated_us), "created_on": lambda r: fmt_us(r.created_us),
+             "slug": lambda r: r.slug, "name": lambda r: r.name, "uuid": lambda r: r.uuid}
+FAST_PR = {"updated_on": lambda p: fmt_us(p.updated_us), "created_on": lambda p: fmt_us(p.created_us),
+           "state": lambda p: p.state, "id": lambda p: p.id, "title": lambda p: p.title}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """What a request path names above its resource: the workspace (``data.Workspace``), and the
+    repository and pull request (``models``) when the path has ``{repository}``/``{pull_request}``."""
+
+    ws: Any
+    repo: Any = None
+    pull_request: Any = None
+
+    @property
+    def key(self) -> Tuple[Optional[str], Optional[int]]:
+        """(repository uuid, pull request id), None where the path names none."""
+        return (self.repo.uuid if self.repo is not None else None,
+                self.pull_request.id if self.pull_request is not None else None)
+
+
+@dataclass(frozen=True)
+class Paged:
+    """One page-number list.
+
+    * ``kind``: its name in ``request_counts`` (``OTHER`` for lists no stream reads).
+    * ``path``: the template below ``/2.0/``, e.g. ``REPOSITORY + "/deployments"``.
+    * ``items(owner, request) -> sequence of models``, in listing order (may raise ``ApiError``
+      for a bad parameter, e.g. a pull request ``state``).
+    * ``render(owner, model) -> dict``: one value, in the API's shape.
+    * ``default_pagelen`` / ``max_pagelen``: a ``pagelen`` above the cap answers 400 Invalid pagelen.
+    * ``hidden``: ``fields.Path`` s left out of the page unless asked with ``fields=+values.x``.
+    * ``query_fields``: the top-level fields ``q`` and ``sort`` may use (None: both ignored);
+      ``fast``: ``{BBQL field: model -> value}`` read without rendering.
+    * ``rejects_sort``: a ``sort`` parameter answers 400.
+    """
+
+    kind: str
+    path: str
+    items: Callable[[Owner, Request], Sequence[Any]]
+    render: Callable[[Owner, Any], Dict[str, Any]]
+    default_pagelen: int = 10
+    max_pagelen: int = 100
+    hidden: Tuple[fields.Path, ...] = ()
+    query_fields: Optional[FrozenSet[str]] = None
+    fast: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
+    rejects_sort: bool = False
+
+    @property
+    def segments(self) -> List[str]:
+        """The path template's segments."""
+        return self.path.split("/")
+
+    @property
+    def name(self) -> str:
+        """The last segment of the path (``deployments``), for messages."""
+        return self.segments[-1]
+
+
+def _pull_requests(owner: Owner, req: Request) -> List[Any]:
+    """The repository's pull requests in the requested ``state`` s (repeatable; OPEN when none)."""
+    states = [s.upper() for s in req.all("state")] or ["OPEN"]
+    bad = [s for s in states if s not in PR_STATES]
+    if bad:
+        raise ApiError(400, f"Invalid state: {bad[0]}", {"state": [f"must be one of {', '.join(PR_STATES)}"]})
+    wanted = set(states)
+    return [pr for pr in owner.repo.pull_requests if pr.state in wanted]
+
+
+def _branch(owner: Owner, name: str) -> Dict[str, Any]:
+    return {"name": name, "type": "branch", "target": owner.ws.commit_api(owner.repo, owner.repo.graph.branches[name])}
+
+
+def _workspace_access(owner: Owner, workspace: Any) -> Dict[str, Any]:
+    return {"type": "workspace_access", "administrator": True, "workspace": shapes.workspace_ref(workspace)}
+
+
+PAGED: List[Paged] = [
+    Paged("repositories", REPOSITORIES, lambda o, _: sorted(o.ws.repositories, key=lambda r: (r.created_us, r.slug)),
+          lambda o, repo: o.ws.repository_api(repo), query_fields=REPO_FIELDS, fast=FAST_REPO),
+    Paged("pullrequests", REPOSITORY + "/pullrequests", _pull_requests, lambda o, pr: o.ws.pull_request_api(o.repo, pr),
+          max_pagelen=50, hidden=(("values", "participants"), ("values", "reviewers")), query_fields=PR_FIELDS,
+          fast=FAST_PR),
+    Paged("deployments", REPOSITORY + "/deployments", lambda o, _: o.repo.deployments[::-1],
+          lambda o, dep: o.ws.deployment_api(o.repo, dep), rejects_sort=True),
+    Paged("members", WORKSPACE + "/members", lambda o, _: o.ws.members, lambda o, member: o.ws.membership_api(member)),
+    Paged(OTHER, REPOSITORY + "/refs/branches", lambda o, _: sorted(o.repo.graph.branches), _branch),
+    Paged(OTHER, "user/workspaces", lambda o, _: [o.ws], _workspace_access),
+]
+
+
+def _captures(template: Sequence[str], parts: Sequence[str]) -> Optional[Dict[str, str]]:
+    """``{placeholder: segment}`` when ``parts`` fits ``template`` segment for segment, else None."""
+    if len(template) != len(parts):
+        return None
+    captured = {}
+    for want, got in zip(template, parts):
+        if want.startswith("{") and want.endswith("}"):
+            captured[want[1:-1]] = got
+        elif want != got:
+            return None
+    return captured
+
+
+def match(parts: Sequence[str]) -> Optional[Tuple[Paged, Dict[str, str]]]:
+    """The ``PAGED`` entry serving the path segments ``parts`` (after ``2.0``) and the placeholders'
+    values (``workspace``, ``repository``, ``pull_request``), or None."""
+    for resource in PAGED:
+        captured = _captures(resource.segments, parts)
+        if captured is not None:
+            return resource, captured
+    return None
+
+
+def kinds() -> Tuple[str, ...]:
+    """Every kind ``endpoint_kind`` answers: the table's, ``commits``, then ``other``."""
+    return tuple(dict.fromkeys([r.kind for r in PAGED if r.kind != OTHER] + ["commits", OTHER]))
+
+
+def endpoint_kind(path: str) -> str:
+    """Classify a request path for ``request_counts``: the kind of the ``PAGED`` list it is (or one
+    object of: the list's path plus one segment; the longest such path wins), ``commits`` for the
+    commit listings, else ``other``."""
+    parts = api_segments(path)
+    if not parts:
+        return OTHER
+    commits = COMMITS.split("/")
+    if len(parts) >= len(commits) and _captures(commits, parts[:len(commits)]) is not None:
+        return "commits"
+    best: Optional[Paged] = None
+    for resource in PAGED:
+        size = len(resource.segments)
+        if size <= len(parts) <= size + 1 and _captures(resource.segments, parts[:size]) is not None:
+            if best is None or size > len(best.segments):
+                best = resource
+    return best.kind if best else OTHER
