@@ -427,7 +427,7 @@ BAD_FILES = [
     BadFile("config_a_list", "--config", json.dumps([{"workspace": "acme"}]), "holds a JSON list, not an object"),
     BadFile("catalog_naming_an_unknown_stream", "--catalog", json.dumps({"streams": cli.catalog()["streams"] + [_UNKNOWN_STREAM]}),
             "names a stream this source does not have: 'issues'. "
-            "Its streams are: repositories, pull_requests, commits, deployments, workspace_users."),
+            f"Its streams are: {', '.join(cli.stream_names())}."),
     BadFile("catalog_not_json", "--catalog", "streams: [repositories]", "is not valid JSON"),
     BadFile("catalog_empty_file", "--catalog", "", "is empty"),
     BadFile("catalog_a_list", "--catalog", json.dumps(cli.catalog()["streams"]), "holds a JSON list"),

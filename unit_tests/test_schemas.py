@@ -23,23 +23,38 @@ from jsonschema import Draft7Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 
 from source_bitbucket.streams import STREAM_CLASSES
+from source_bitbucket.streams.pull_request_scoped import PullRequestScopedStream
+from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = ROOT / "schemas"
 FIXTURES_DIR = Path(__file__).resolve().parent / "resource" / "bitbucket-api"
 
 STREAMS = tuple(stream.name for stream in STREAM_CLASSES)
-KEY_FIELDS = {
-    "repositories": ["uuid", "updated_on"],
-    "pull_requests": ["repository_uuid", "id", "updated_on"],
-    "commits": ["repository_uuid", "hash", "date"],
-    "deployments": ["uuid", "repository_uuid"],
-    "workspace_users": ["user_uuid"],
-}
+CLASSES = {stream.name: stream for stream in STREAM_CLASSES}
+# Cursor fields that may be absent (in-progress deployments have no completed_on): not required.
+NULLABLE_CURSORS = {"completed_on"}
+
+
+def parent_fields(stream_class: type) -> List[str]:
+    """The parents' keys the connector adds to every record of a per-parent stream."""
+    if issubclass(stream_class, PullRequestScopedStream):
+        return ["repository_uuid", "pull_request_id"]
+    return ["repository_uuid"] if issubclass(stream_class, RepositoryScopedStream) else []
+
+
+def required_fields(stream_class: type) -> List[str]:
+    """What every record must carry: the parents' keys, the primary key, the cursor (unless nullable)."""
+    key = [stream_class.primary_key] if isinstance(stream_class.primary_key, str) else list(stream_class.primary_key)
+    cursor = stream_class.cursor_field if isinstance(stream_class.cursor_field, str) else None
+    fields = parent_fields(stream_class) + key + ([cursor] if cursor and cursor not in NULLABLE_CURSORS else [])
+    return list(dict.fromkeys(fields))
+
+
+KEY_FIELDS = {name: required_fields(stream_class) for name, stream_class in CLASSES.items()}
 # Key fields that must be present but may be null (none: the CDK's serializer drops top-level
 # null values from RECORD data, so a nullable field can never be required).
 NULLABLE_KEY_FIELDS: set = set()
-REPOSITORY_SCOPED = {"pull_requests", "commits", "deployments"}
 FAKE_REPOSITORY = {"uuid": "{7c1c3f4e-2b9a-4d7e-9a55-0f3c8d2e6b10}", "full_name": "acme-team-1/fake-repo"}
 
 # (file name prefix, schema, payload shape). "list" = a page with `values` or a bare array of items.
@@ -151,9 +166,12 @@ def payload_items(payload: Any, shape: str) -> List[Any]:
 def to_record(stream: str, item: Mapping[str, Any]) -> dict:
     """Add the fields the connector adds to the raw API object."""
     record = copy.deepcopy(dict(item))
-    if stream in REPOSITORY_SCOPED:
+    parents = parent_fields(CLASSES[stream]) if stream in CLASSES else []
+    if "repository_uuid" in parents:
         record["repository_uuid"] = FAKE_REPOSITORY["uuid"]
         record["repository_full_name"] = FAKE_REPOSITORY["full_name"]
+    if "pull_request_id" in parents:
+        record["pull_request_id"], record["pull_request_updated_on"] = 1, "2024-05-01T10:00:00.000000+00:00"
     if stream == "deployments":
         record["completed_on"] = (record.get("state") or {}).get("completed_on")
     if stream == "workspace_users":
@@ -211,7 +229,7 @@ def test_deployments_cursor_is_nullable_and_not_required():
 @pytest.mark.parametrize("stream", STREAMS)
 def test_schema_conventions(stream):
     schema = load_schema(stream)
-    assert schema["required"] == KEY_FIELDS[stream]
+    assert sorted(schema["required"]) == sorted(KEY_FIELDS[stream])
     assert schema["additionalProperties"] is True
     for key in KEY_FIELDS[stream]:
         types = _types(schema["properties"][key])
@@ -258,13 +276,13 @@ def test_cdk_resource_schema_loader_resolves_the_same_schema(stream, cdk_package
 
 
 # Primary keys and cursors as the connector declares them (see KEY_FIELDS for what must be present).
-CATALOG_KEYS = {
-    "repositories": ([["uuid"]], ["updated_on"]),
-    "pull_requests": ([["repository_uuid"], ["id"]], ["updated_on"]),
-    "commits": ([["repository_uuid"], ["hash"]], ["date"]),
-    "deployments": ([["uuid"]], ["completed_on"]),
-    "workspace_users": ([["user_uuid"]], None),
-}
+def _catalog_keys(stream_class: type) -> tuple:
+    key = [stream_class.primary_key] if isinstance(stream_class.primary_key, str) else stream_class.primary_key
+    cursor = stream_class.cursor_field if isinstance(stream_class.cursor_field, str) else None
+    return [[field] for field in key], ([cursor] if cursor else None)
+
+
+CATALOG_KEYS = {name: _catalog_keys(stream_class) for name, stream_class in CLASSES.items()}
 
 
 def test_discovered_catalog_passes_the_cdk_standard_catalog_checks():
