@@ -58,11 +58,18 @@ def _decoded(response: requests.Response) -> Any:
     return getattr(response, _BODY)
 
 
-def _is_page(body: Any) -> bool:
-    """A list page: a JSON object with a ``values`` list (the only field Bitbucket guarantees).
-    Anything else on a 200 (truncated JSON, an HTML page, a page without ``values``) is retried:
-    skipping it would let the cursor move past records never read."""
+def is_page(response: requests.Response) -> bool:
+    """Whether a 200 is a whole list page: a JSON object with a ``values`` list (the only field
+    Bitbucket guarantees). Anything else (truncated JSON, an HTML page, a page without ``values``)
+    is retried: skipping it would let the cursor move past records never read."""
+    body = _decoded(response)
     return isinstance(body, Mapping) and isinstance(body.get("values"), list)
+
+
+def is_object(response: requests.Response, key: str) -> bool:
+    """Whether a 200 is a whole single object: a JSON object with a string ``key`` (e.g. ``uuid``)."""
+    body = _decoded(response)
+    return isinstance(body, Mapping) and isinstance(body.get(key), str)
 
 
 def error_detail(response: requests.Response) -> str:
@@ -186,6 +193,8 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         stop_sync: set when no other stream can succeed either (a 401: the credentials; a 404 on a
             workspace-level listing: the workspace), so that the source stops the sync at once
             with that one error instead of failing every stream the same way.
+        is_whole: ``response -> bool``, whether a 200 is a whole answer (default ``is_page``); one
+            that is not is retried.
     """
 
     def __init__(
@@ -197,6 +206,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         skip_statuses=frozenset(),
         workspace: str = "",
         stop_sync: Optional[threading.Event] = None,
+        is_whole: Callable[[requests.Response], bool] = is_page,
         **kwargs: Any,
     ):
         super().__init__(logger=logger, error_mapping={**DEFAULT_ERROR_MAPPING, **_NETWORK_ERRORS}, **kwargs)
@@ -206,13 +216,14 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         self._skip_statuses = frozenset(skip_statuses)
         self._workspace = workspace
         self._stop_sync = stop_sync
+        self._is_whole = is_whole
 
     def interpret_response(
         self, response_or_exception: Optional[Union[requests.Response, Exception]] = None
     ) -> ErrorResolution:
         if isinstance(response_or_exception, requests.Response):
             status = response_or_exception.status_code
-            if response_or_exception.ok and not _is_page(_decoded(response_or_exception)):
+            if response_or_exception.ok and not self._is_whole(response_or_exception):
                 return ErrorResolution(
                     ResponseAction.RETRY,
                     FailureType.transient_error,

@@ -29,7 +29,9 @@ from source_bitbucket.state import SyncClock
 from source_bitbucket.inputs import check_catalog_streams, read_catalog_file, read_config_file, read_state_file
 from source_bitbucket.streams import STREAM_CLASSES, Repositories
 from source_bitbucket.streams.base import BitbucketStream
-from source_bitbucket.streams.pull_request_scoped import PullRequestListing, PullRequestRefs, PullRequestScopedStream
+from source_bitbucket.streams.pipeline_steps import PipelineListing
+from source_bitbucket.streams.pipelines import PipelineRefs
+from source_bitbucket.streams.pull_request_scoped import PullRequestListing, PullRequestRefs
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 
 
@@ -135,8 +137,11 @@ class SourceBitbucket(AbstractSource):
             "stop_sync": self._stop_sync,
         }
         repositories = Repositories(**common)
-        parents = {"parent": repositories, "pull_request_listing": PullRequestListing(PullRequestRefs(parent=repositories, **common))}
-        return [_build(stream_class, repositories, parents, common) for stream_class in STREAM_CLASSES]
+        listings = {
+            "pull_request_listing": PullRequestListing(PullRequestRefs(parent=repositories, **common)),
+            "pipeline_listing": PipelineListing(PipelineRefs(parent=repositories, **common)),
+        }
+        return [_build(stream_class, repositories, listings, common) for stream_class in STREAM_CLASSES]
 
 
 class _UnfinishedStreams(logging.Filter):
@@ -154,17 +159,16 @@ class _UnfinishedStreams(logging.Filter):
         return True
 
 
-def _build(stream_class: type, repositories: Repositories, parents: Mapping[str, Any], common: Mapping[str, Any]) -> BitbucketStream:
+def _build(stream_class: type, repositories: Repositories, listings: Mapping[str, Any], common: Mapping[str, Any]) -> BitbucketStream:
     """One registered stream: the ``repositories`` stream itself; a repository-scoped stream, whose
-    parent it is (it reads its ``listing``); a pull-request-scoped one, which also reads the shared
-    ``pull_request_listing``; or a workspace-level stream."""
+    parent it is (it reads its ``listing``); or a workspace-level stream. Each also gets the shared
+    listings its class names in ``listings`` (e.g. ``pull_request_listing``)."""
     if stream_class is Repositories:
         return repositories
-    if issubclass(stream_class, PullRequestScopedStream):
-        return stream_class(**parents, **common)
+    kwargs = {name: listings[name] for name in stream_class.listings}
     if issubclass(stream_class, RepositoryScopedStream):
-        return stream_class(parent=parents["parent"], **common)
-    return stream_class(**common)
+        kwargs["parent"] = repositories
+    return stream_class(**kwargs, **common)
 
 
 def _authenticator(config: BitbucketConfig) -> BasicHttpAuthenticator:

@@ -103,6 +103,8 @@ def test_check_succeeds_with_a_warning_when_only_pipeline_or_workspace_scopes_ar
     assert status.status == Status.SUCCEEDED
     [warning] = [m.log.message for m in output.logs if m.log.level.value == "WARN"]
     assert "read:pipeline:bitbucket (for deployments" in warning and "read:workspace:bitbucket (for workspace_users" in warning
+    for name in ("environments", "pipelines", "pipeline_steps"):  # every stream the pipeline scope gates is named
+        assert name in warning.split("read:workspace:bitbucket")[0], warning
 
 
 @responses.activate

@@ -147,11 +147,11 @@ def test_a_bad_catalog_file_is_a_config_error_naming_the_file(tmp_path, content,
 
 
 def test_a_catalog_naming_unknown_streams_lists_the_streams_that_exist(tmp_path):
-    path = write(tmp_path, {"streams": [configured("issues"), configured(), configured("issues"), configured("pipelines")]})
+    path = write(tmp_path, {"streams": [configured("issues"), configured(), configured("issues"), configured("builds")]})
     catalog = read_catalog_file(path)
     with pytest.raises(InputFileError) as raised:
         check_catalog_streams(catalog, STREAMS, path)
     message = raised.value.message
-    assert message.startswith(f"The --catalog file '{path}' names streams this source does not have: 'issues', 'pipelines'.")
+    assert message.startswith(f"The --catalog file '{path}' names streams this source does not have: 'issues', 'builds'.")
     assert f"Its streams are: {', '.join(STREAMS)}." in message
     assert "Refresh the source schema" in message

@@ -22,7 +22,8 @@ from airbyte_cdk.sources.utils.schema_helpers import JsonFileLoader, ResourceSch
 from jsonschema import Draft7Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 
-from source_bitbucket.streams import STREAM_CLASSES
+from source_bitbucket.source import SourceBitbucket
+from source_bitbucket.streams import STREAM_CLASSES, PipelineSteps
 from source_bitbucket.streams.pull_request_scoped import PullRequestScopedStream
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 
@@ -40,6 +41,8 @@ def parent_fields(stream_class: type) -> List[str]:
     """The parents' keys the connector adds to every record of a per-parent stream."""
     if issubclass(stream_class, PullRequestScopedStream):
         return ["repository_uuid", "pull_request_id"]
+    if issubclass(stream_class, PipelineSteps):
+        return ["repository_uuid", "pipeline_uuid"]
     return ["repository_uuid"] if issubclass(stream_class, RepositoryScopedStream) else []
 
 
@@ -67,7 +70,14 @@ FIXTURE_KINDS: Tuple[Tuple[str, str, str], ...] = (
     ("deployments__", "deployments", "list"),
     ("user_permissions_workspaces__", "workspace_users", "list"),
     ("user__", "shared/account", "object"),
+    ("environments__", "environments", "list"),
+    ("pipelines__", "pipelines", "list"),
+    ("pipeline_single__", "pipelines", "object"),
+    ("pipeline_steps__", "pipeline_steps", "list"),
+    ("pipeline_step_single__", "pipeline_steps", "object"),
 )
+# Streams whose own ``transform`` shapes the record (it drops fields): the fixtures go through it.
+TRANSFORMED = ("pipelines", "pipeline_steps")
 
 
 # --- schema loading (same resolution as airbyte_cdk ResourceSchemaLoader._resolve_schema_references) ---
@@ -166,6 +176,8 @@ def payload_items(payload: Any, shape: str) -> List[Any]:
 def to_record(stream: str, item: Mapping[str, Any]) -> dict:
     """Add the fields the connector adds to the raw API object."""
     record = copy.deepcopy(dict(item))
+    if stream in TRANSFORMED:
+        return _transformed(stream, record)
     parents = parent_fields(CLASSES[stream]) if stream in CLASSES else []
     if "repository_uuid" in parents:
         record["repository_uuid"] = FAKE_REPOSITORY["uuid"]
@@ -177,6 +189,17 @@ def to_record(stream: str, item: Mapping[str, Any]) -> dict:
     if stream == "workspace_users":
         record["user_uuid"] = (record.get("user") or {}).get("uuid")
     return record
+
+
+def _transformed(stream: str, item: dict) -> dict:
+    """The record the stream's own ``transform`` makes of ``item``, read from ``FAKE_REPOSITORY``
+    (a pipeline read again by uuid, so no date window applies; steps of a fake pipeline)."""
+    streams = {s.name: s for s in SourceBitbucket().streams({"workspace": "acme-team-1", "email": "a@example.com", "api_token": "t"})}
+    repository = {**FAKE_REPOSITORY, "slug": FAKE_REPOSITORY["full_name"].split("/")[1]}
+    pipeline = {"uuid": "{PipelineUuid}", "created_on": "2020-11-03T22:14:50.671Z", "state": {"name": "COMPLETED"}}
+    stream_slice = {"repository": repository, "since": "2020-01-01T00:00:00+00:00", "pipeline_uuid": pipeline["uuid"], "pipeline": pipeline}
+    (record,) = streams[stream].transform(item, stream_slice)
+    return dict(record)
 
 
 def records_of(path: Path) -> List[dict]:

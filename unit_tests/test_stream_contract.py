@@ -14,13 +14,13 @@ selected, and the state is per repository, at the newest pull request read.
 from __future__ import annotations
 
 from typing import Any, Dict, List
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
 import responses
 from airbyte_cdk.models import SyncMode
 
-from source_bitbucket.streams import STREAM_CLASSES
+from source_bitbucket.streams import STREAM_CLASSES, PipelineSteps
 from source_bitbucket.streams.pull_request_scoped import PullRequestScopedStream
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 from unit_tests.conftest import API, WORKSPACE, final_state, page, repository, repository_url, run_read
@@ -41,17 +41,28 @@ def item(stream_class, n: int) -> Dict[str, Any]:
     key = [stream_class.primary_key] if isinstance(stream_class.primary_key, str) else stream_class.primary_key
     values: Dict[str, Any] = {"id": n, "hash": f"{n:040x}", "uuid": f"{{0000{n:04d}-0000-0000-0000-000000000000}}",
                               "name": f"v{n}", "key": f"build-{n}"}
-    record = {field: values[field] for field in key if not field.startswith(("repository_", "pull_request_"))}
+    record = {field: values[field] for field in key if not field.startswith(("repository_", "pull_request_", "pipeline_"))}
     if isinstance(stream_class.cursor_field, str) and not issubclass(stream_class, PullRequestScopedStream):
-        record[stream_class.cursor_field] = f"2024-03-0{n}T00:00:00+00:00"
+        record[stream_class.cursor_field] = f"2024-03-0{10 - n}T00:00:00+00:00"  # newest first
     return record
 
 
-def partition_url(stream_class, repo: Dict[str, Any], pull_request_id: int) -> str:
-    """The first-page URL of one partition: the repository's resource, or one pull request's."""
+def pipeline_uuid(n: int) -> str:
+    return f"{{0000{n:04d}-1111-0000-0000-000000000000}}"
+
+
+def partition_url(stream_class, repo: Dict[str, Any], parent_n: int) -> str:
+    """The first-page URL of one partition: the repository's resource, or one pull request's or pipeline's."""
     if issubclass(stream_class, PullRequestScopedStream):
-        return repository_url(repo, f"pullrequests/{pull_request_id}/{stream_class.resource}")
+        return repository_url(repo, f"pullrequests/{parent_n}/{stream_class.resource}")
+    if issubclass(stream_class, PipelineSteps):
+        return repository_url(repo, f"pipelines/{quote(pipeline_uuid(parent_n), safe='')}/steps/")
     return repository_url(repo, stream_class.resource)
+
+
+def no_page_param(request) -> tuple:
+    """A responses matcher: the request asks for the first page (no ``page`` parameter)."""
+    return "page" not in parse_qs(urlparse(request.url).query), "a page parameter was sent"
 
 
 def arm(stream_class, second: Dict[str, Any]) -> tuple:
@@ -62,12 +73,17 @@ def arm(stream_class, second: Dict[str, Any]) -> tuple:
     if issubclass(stream_class, PullRequestScopedStream):
         for n, repo in enumerate(repos, start=1):
             responses.get(repository_url(repo, "pullrequests"), json=page([{"id": n, "updated_on": PULL_REQUEST_UPDATED_ON}]))
+    if issubclass(stream_class, PipelineSteps):
+        for n, repo in enumerate(repos, start=1):
+            pipeline = {"uuid": pipeline_uuid(n), "created_on": PULL_REQUEST_UPDATED_ON, "state": {"name": "COMPLETED"}}
+            responses.get(repository_url(repo, "pipelines/"), json={**page([pipeline]), "size": 1})
     first = partition_url(stream_class, repos[0], 1)
     next_url = f"{first}?page=2&pagelen={stream_class.page_size}&opaque=kept"
-    responses.get(first, json=page([item(stream_class, 1)], next_url),
-                  match=[responses.matchers.query_param_matcher({"pagelen": str(stream_class.page_size)}, strict_match=False)])
+    responses.get(first, json=page([item(stream_class, 1)], next_url), match=[no_page_param])
     responses.get(first, json=page([item(stream_class, 2)]),
-                  match=[responses.matchers.query_param_matcher({"page": "2", "pagelen": str(stream_class.page_size), "opaque": "kept"})])
+                  match=[responses.matchers.query_param_matcher({"page": "2"}, strict_match=False)])
+    responses.get(first, json=page([]),  # a listing whose next page is built ends on an empty page
+                  match=[responses.matchers.query_param_matcher({"page": "3"}, strict_match=False)])
     responses.get(partition_url(stream_class, repos[1], 2), **second)
     return repos, first, next_url
 
@@ -85,14 +101,22 @@ def test_a_per_parent_stream_pages_decorates_and_skips_one_partition(config, str
     calls = [c.request.url for c in responses.calls if c.request.url.startswith(first)]
     assert urlparse(calls[0]).path == urlparse(first).path
     assert parse_qs(urlparse(calls[0]).query)["pagelen"] == [str(stream_class.page_size)]
-    assert calls[1] == next_url  # followed verbatim: nothing re-appended
+    if stream_class.follows_next:
+        assert calls[1] == next_url  # followed verbatim: nothing re-appended
+    else:  # built on the first page's URL: the same parameters, page 2
+        assert parse_qs(urlparse(calls[1]).query) == {**parse_qs(urlparse(calls[0]).query), "page": ["2"]}
     records = [r.record.data for r in output.records]
     assert len(records) == 2
     assert all(r["repository_uuid"] == repos[0]["uuid"] and r["repository_full_name"] == repos[0]["full_name"] for r in records)
     if issubclass(stream_class, PullRequestScopedStream):
         assert all(r["pull_request_id"] == 1 and r["pull_request_updated_on"] == PULL_REQUEST_UPDATED_ON for r in records)
     warnings = [m.log.message for m in output.logs if m.log.message.startswith("Skipping ")]
-    assert len(warnings) == 1 and repos[1]["full_name"] in warnings[0] and f"HTTP {status}" in warnings[0], warnings
+    if status in stream_class.feature_off_statuses:  # the feature is off there: one info line, no warning
+        assert not warnings, warnings
+        infos = [m.log.message for m in output.logs if repos[1]["full_name"] in m.log.message and f"HTTP {status}" in m.log.message]
+        assert len(infos) == 1 and stream_class.feature_off in infos[0], infos
+    else:
+        assert len(warnings) == 1 and repos[1]["full_name"] in warnings[0] and f"HTTP {status}" in warnings[0], warnings
 
 
 @pytest.mark.parametrize("stream_class", SCOPED, ids=lambda c: c.name)

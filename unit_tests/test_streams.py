@@ -8,7 +8,7 @@ import pytest
 import responses
 from airbyte_cdk.models import FailureType, SyncMode
 
-from source_bitbucket.streams import Commits, Deployments, PullRequests, Repositories, WorkspaceUsers
+from source_bitbucket.streams import STREAM_CLASSES
 from unit_tests.conftest import API, WORKSPACE, final_state, page, repository, repository_url, run_read
 
 LISTING = f"{API}/repositories/{WORKSPACE}"
@@ -389,7 +389,7 @@ def test_pull_requests_of_a_big_repository_get_one_state_after_the_walk_not_one_
     assert any("1/1 repositories read (acme/repo-1: 1200 records" in m.log.message for m in output.logs)
 
 
-@pytest.mark.parametrize("stream_class", [Repositories, PullRequests, Commits, Deployments, WorkspaceUsers])
+@pytest.mark.parametrize("stream_class", STREAM_CLASSES, ids=lambda c: c.name)
 def test_no_stream_checkpoints_inside_a_slice(stream_class):
     """Mid-slice checkpoints break the state contract: page-numbered listings shift under the reader, and a
     commit frontier written mid-repository would exclude the ancestors of unread pages."""

@@ -8,7 +8,7 @@ import threading
 from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, Iterable, List, Mapping, MutableMapping, Optional
+from typing import Any, Iterable, List, Mapping, MutableMapping, Optional, Tuple
 from urllib.parse import urlparse
 
 import requests
@@ -21,9 +21,9 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_bitbucket.rate_limit import RateLimitGate
 from source_bitbucket.backoff import BitbucketBackoffStrategy
 from source_bitbucket.config import BitbucketConfig
-from source_bitbucket.errors import BitbucketErrorHandler
+from source_bitbucket.errors import BitbucketErrorHandler, is_page
 from source_bitbucket.state import RepositoryCursors, SyncClock, get_updated_state, usable_cursors
-from source_bitbucket.streams.pagination import MAX_WALKS, ListingShifted, Walk, page_body
+from source_bitbucket.streams.pagination import MAX_WALKS, ListingShifted, Walk, next_page_number_url, page_body
 
 
 
@@ -59,6 +59,15 @@ class BitbucketStream(HttpStream, ABC):
     state_checkpoint_interval = None  # see above: state only at the end of a slice
     skip_statuses: frozenset = frozenset()
     detect_shifts: bool = True  # page-numbered listings; the commits iterator does not shift
+    # An item seen twice in one walk means the listing shifted (read it again from the first page);
+    # False for newest-first listings of immutable items (pipelines): newer items arriving push the
+    # ones already read onto the next page, nothing is skipped, and the repeat is only dropped.
+    repeats_are_shifts: bool = True
+    # Follow the answer's ``next`` link (it carries every parameter); False: build the next page on
+    # the request's own URL (``next_page_number_url``), for endpoints whose ``next`` drops parameters.
+    follows_next: bool = True
+    # The shared listings (``source._build`` keyword arguments) the stream reads, e.g. pull_request_listing.
+    listings: Tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -135,9 +144,15 @@ class BitbucketStream(HttpStream, ABC):
             skip_statuses=self.skip_statuses,
             workspace=self.config.workspace,
             stop_sync=self.stop_sync,
+            is_whole=self.is_whole_answer,
             max_retries=MAX_RETRIES,
             max_time=timedelta(seconds=self.config.max_waiting_seconds),
         )
+
+    def is_whole_answer(self, response: requests.Response) -> bool:
+        """Whether a 200 is whole (``errors.is_page``: a JSON page with ``values``); one that is not is
+        retried. Streams that also read single objects override it."""
+        return is_page(response)
 
     def get_backoff_strategy(self) -> BackoffStrategy:
         return BitbucketBackoffStrategy(
@@ -195,19 +210,22 @@ class BitbucketStream(HttpStream, ABC):
         """The endpoint path relative to ``api_url``, e.g. ``repositories/acme``."""
 
     def next_page_token(self, response: requests.Response) -> Optional[Mapping[str, Any]]:
-        """``{"next": <absolute url>}`` from the body, or None on the last page or an ignored error.
+        """``{"next": <absolute url>}`` from the body (or built on the request's URL: ``follows_next``),
+        or None on the last page, an ignored error, or once the walk is ``done`` (the reader has what it needs).
 
         Raises:
             AirbyteTracedException: the link points to another server than ``api_url``
                 (``same_api_host``: credentials are only ever sent to the configured API), or repeats a page
                 already read in this slice (a pagination loop).
         """
-        if not response.ok:
+        walk = self._walk()
+        if not response.ok or walk.done:
             return None
-        next_url = page_body(response).get("next")
+        body = page_body(response)
+        next_url = body.get("next") if self.follows_next else next_page_number_url(response.request.url, body)
         if not next_url:
             return None
-        return {"next": self._walk().follow(str(next_url), response.request.url, self.config.api_url)}
+        return {"next": walk.follow(str(next_url), response.request.url, self.config.api_url)}
 
     def _pages_followed(self) -> set:
         """The next links followed in the walk being read (per thread)."""
@@ -272,24 +290,38 @@ class BitbucketStream(HttpStream, ABC):
         walk = self._walk()
         if self.detect_shifts:
             walk.check_size(body.get("size"))
-        values = body.get("values") or []  # the error handler retries pages without a list
-        dropped = 0
+        values = self.page_items(body, stream_slice or {})
+        dropped = new = repeated = 0
         for item in values:
             if not isinstance(item, dict):
                 dropped += 1
                 continue
             for record in self.transform(item, stream_slice or {}):
                 if all(record.get(field) is not None for field in self.key_fields):
-                    if self.detect_shifts:
-                        walk.check_new(tuple(record[field] for field in self.key_fields))
+                    if self.detect_shifts and not walk.first_time(tuple(record[field] for field in self.key_fields)):
+                        if self.repeats_are_shifts:
+                            raise ListingShifted(f"{tuple(record[field] for field in self.key_fields)} came twice")
+                        repeated += 1
+                        continue  # pushed down by newer items: already emitted in this walk
+                    new += 1
                     yield record
                 else:
                     dropped += 1
+        if repeated and not new and not walk.done:
+            # Nothing new on a whole page: either a page's worth of items arrived during the walk, or
+            # the server ignores ``page`` (next_page_number_url would then ask for it forever).
+            raise ListingShifted(f"a whole page of {repeated} item(s) came again")
         if dropped:
             self.logger.warning(
                 f"{self.name}: {dropped} item(s) of a page from {urlparse(response.url).path} were not objects or lacked "
                 f"a primary key field ({', '.join(self.key_fields)}); they were skipped."
             )
+
+    def page_items(self, body: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> List[Any]:
+        """The API objects of one answer: a page's ``values`` ([] when it has none: the error handler
+        retries pages without a list). Streams that also read single objects override it."""
+        values = body.get("values")
+        return values if isinstance(values, list) else []
 
     def partition_name(self, stream_slice: Mapping[str, Any]) -> str:
         """What a slice reads, for log lines and errors: ``workspace acme`` here; the per-parent

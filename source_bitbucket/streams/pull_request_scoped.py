@@ -88,6 +88,7 @@ class PullRequestScopedStream(RepositoryScopedStream, ABC):
     """
 
     cursor_field = "pull_request_updated_on"
+    listings = ("pull_request_listing",)
 
     def __init__(self, pull_request_listing: PullRequestListing, **kwargs: Any) -> None:
         super().__init__(**kwargs)

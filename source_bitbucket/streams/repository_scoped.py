@@ -1,4 +1,5 @@
-"""The base of the streams read once per repository: pull_requests, commits, deployments."""
+"""The base of the streams read once per repository: pull_requests, commits, deployments, environments,
+pipelines, pipeline_steps."""
 
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
 
     resource: str = ""
     skip_statuses = frozenset({403, 404})
+    # Statuses that mean "the feature is off for this repository" (e.g. 404: Pipelines off), not a
+    # problem: logged as one info line naming ``feature_off``, not a warning.
+    feature_off_statuses: frozenset = frozenset()
+    feature_off = ""
     state_per_repository = True
 
     def __init__(self, parent: Repositories, **kwargs: Any) -> None:
@@ -104,9 +109,10 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         self.on_slice_read(stream_slice)
         progress["done"] += 1
         progress["records"] += count
+        note = self.progress_note()
         self.logger.info(
             f"{self.name}: {progress['done']}/{progress['total']} repositories read ({full_name}: {count} records; "
-            f"{progress['records']} records in all)"
+            f"{progress['records']} records in all{'; ' + note if note else ''})"
         )
 
     def _pages(self, sync_mode: SyncMode, cursor_field: Optional[List[str]], stream_slice: Mapping[str, Any],
@@ -145,6 +151,10 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         """A repository was read to its end and its records emitted (on the CDK's thread, before the
         CDK checkpoints the slice): a hook for state written once per repository."""
 
+    def progress_note(self) -> str:
+        """More for the progress line logged after each repository (e.g. requests so far), or ""."""
+        return ""
+
     def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
         """More slice keys for one repository (e.g. the commits to exclude)."""
         return {}
@@ -179,7 +189,11 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         yield from super().parse_response(response, stream_state=stream_state, stream_slice=stream_slice)
 
     def on_partition_skipped(self, response: requests.Response, stream_slice: Mapping[str, Any]) -> None:
-        """Log the one warning for a partition (a repository, or one of its pull requests) skipped after a 403 or 404."""
+        """Log the one line for a partition (a repository, or one of its pull requests) skipped after a
+        403 or 404: an info line for a status in ``feature_off_statuses``, else a warning."""
+        if response.status_code in self.feature_off_statuses:
+            self.logger.info(f"{self.name}: none in {self.partition_name(stream_slice)} (HTTP {response.status_code}: {self.feature_off}).")
+            return
         if response.status_code == 403:
             hint = "the token's account has no access to this repository (a missing scope would have stopped the stream)"
         else:
