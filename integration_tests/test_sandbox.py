@@ -497,7 +497,7 @@ def test_control_endpoints_and_request_log(server, http, ws):
     assert [r["path"] for r in log["requests"]] == [r[1] for r in server.requests] and len(log["requests"]) == 3
     assert server.requests[1] == ("GET", f"/2.0/repositories/{ws.slug}/{repo.slug}/pullrequests", {"pagelen": ["50"]})
     assert server.request_counts() == {"repositories": 0, "pullrequests": 1, "commits": 1, "deployments": 0,
-                                       "members": 0, "other": 1}
+                                       "members": 0, "environments": 0, "pipelines": 0, "pipeline_steps": 0, "other": 1}
     ws.delete_repository(repo.slug)
     assert http.get(f"{server.api_url}/repositories/{ws.slug}/{repo.slug}").status_code == 404
 
