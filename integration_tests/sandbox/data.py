@@ -365,10 +365,10 @@ class Workspace:
         return {"repository": repo.slug, "uuid": uuid, "state": "COMPLETED", "completed_on": fmt_z(dep.completed_us)}
 
     def _pipeline_result(self, repo: Repository, p: Pipeline) -> Dict[str, Any]:
+        shown = shapes.pipeline(self, repo, p)
         return {"repository": repo.slug, "uuid": p.uuid, "build_number": p.build_number, "state": p.state,
                 "stage": p.stage, "result": p.result, "steps": [s.uuid for s in p.steps],
-                "created_on": shapes.pipeline(self, repo, p)["created_on"],
-                "completed_on": shapes.pipeline(self, repo, p).get("completed_on")}
+                "created_on": shown["created_on"], "completed_on": shown.get("completed_on")}
 
     def _enabled(self, repo_slug: str) -> Repository:
         repo = self._repo(repo_slug)
