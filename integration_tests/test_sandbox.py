@@ -685,3 +685,24 @@ def test_pipeline_mutations(server, http, ws):
     made = requests.post(f"{control}/mutate", json={"op": "add_pipeline", "args": {"repo_slug": repo.slug}})
     assert made.status_code == 200 and made.json()["result"]["state"] == "COMPLETED"
     assert len(requests.get(f"{control}/records/pipelines").json()) == len(ws.records("pipelines"))
+
+
+def test_pipeline_ground_truth_and_the_demo_changes(ws):
+    from integration_tests.demo import pipeline_changes
+    from integration_tests.ground_truth import pipeline_truth, pipeline_truth_keys
+
+    before = pipeline_truth_keys(ws)
+    truth = pipeline_truth(ws)
+    assert {s: set(v) for s, v in truth.items()} == before
+    assert sorted(p["uuid"] for p in truth["pipelines"].values()) == sorted(p["uuid"] for p in ws.records("pipelines"))
+    off = next(r for r in ws.repositories if not r.pipelines_enabled)
+    assert not any(k[0] == off.uuid for k in before["pipelines"])
+    changes = pipeline_changes(ws)
+    after = pipeline_truth(ws)
+    completed = after["pipelines"][(showcase(ws).uuid, changes["completed"]["uuid"])]
+    assert completed["state"]["name"] == "COMPLETED" and "completed_on" in completed
+    resumed = after["pipelines"][(showcase(ws).uuid, changes["resumed"]["uuid"])]
+    assert resumed["state"]["stage"]["name"] == "RUNNING" and "completed_on" not in resumed
+    assert set(after["pipelines"]) - before["pipelines"] == {(showcase(ws).uuid, a["uuid"]) for a in changes["added"]}
+    assert sum(p["has_variables"] for p in after["pipelines"].values()) == sum(
+        p["has_variables"] for p in truth["pipelines"].values()) + 1
