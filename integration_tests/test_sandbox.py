@@ -607,8 +607,11 @@ def test_pipelines_list_rules(server, http, ws):
     bad = http.get(url, params={"sort": "-completed_on"})
     assert bad.status_code == 400 and bad.json()["error"]["message"] == "Invalid sort attribute provided 'completed_on'"
     assert http.get(url, params={"pagelen": 101}).status_code == 400 and http.get(url, params={"pagelen": 100}).ok
-    ws.pipelines_next_link = False
-    assert "next" not in http.get(url, params={"pagelen": 2}).json()
+    control = server.api_url.replace("/2.0", "/_sandbox")
+    assert requests.put(f"{control}/switches", json={"pipelines_next_link": False}).json() == {
+        "pipelines_next_link": False, "ignore_fields": False}
+    assert "next" not in http.get(url, params={"pagelen": 2}).json() and not ws.pipelines_next_link
+    assert requests.put(f"{control}/switches", json={"ignore_fields": "yes"}).status_code == 400
 
 
 def test_empty_pipelines_off_and_environments(server, http, ws):
