@@ -36,11 +36,30 @@ def main() -> None:
         workspace.push_late_branch(slugs[2], 3, days_old=400)
         workspace.add_deployment(slugs[3], state="COMPLETED")
         workspace.update_repository(slugs[4])
+        pipelines = pipeline_changes(workspace)
         print(
             f"changed in the sandbox: a new pull request in {slugs[0]} (with its commit), 3 commits pushed to {slugs[1]}, "
-            f"a 400-day-old branch of 3 commits merged into {slugs[2]}, a deployment in {slugs[3]}, {slugs[4]} updated\n"
+            f"a 400-day-old branch of 3 commits merged into {slugs[2]}, a deployment in {slugs[3]}, {slugs[4]} updated; "
+            f"in {pipelines['repository']}: a running pipeline completed, a halted one resumed, 2 new pipelines "
+            f"(one custom, with variables)\n"
         )
         _sync("2nd sync (with the 1st sync's state)", config, first.final_state(), server, args.show_state)
+
+
+def pipeline_changes(workspace) -> Dict[str, Any]:
+    """The demo's pipeline changes between two syncs, in the repository with the most pipelines: its
+    RUNNING pipeline completes (SUCCESSFUL), its HALTED one resumes (RUNNING), and two new pipelines arrive
+    (a plain one, COMPLETED, and a custom one with variables, COMPLETED). Returns the mutations' results:
+    ``{"repository", "completed", "resumed", "added": [two results]}``."""
+    repo = max(workspace.repositories, key=lambda r: len(r.pipelines))
+    running = next(p for p in workspace.pipelines_in("IN_PROGRESS", "RUNNING") if p["repository"] == repo.slug)
+    halted = next(p for p in workspace.pipelines_in("IN_PROGRESS", "HALTED") if p["repository"] == repo.slug)
+    return {
+        "repository": repo.slug,
+        "completed": workspace.complete_pipeline(repo.slug, running["uuid"]),
+        "resumed": workspace.resume_pipeline(repo.slug, halted["uuid"]),
+        "added": [workspace.add_pipeline(repo.slug), workspace.add_pipeline(repo.slug, custom_variables=True)],
+    }
 
 
 def endpoints(config: Mapping[str, Any]) -> Dict[str, str]:

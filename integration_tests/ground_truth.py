@@ -1,10 +1,16 @@
-"""Primary keys of the connector's records and of the sandbox's ground truth, for comparing them."""
+"""Primary keys of the connector's records and of the sandbox's ground truth, for comparing them.
+
+``truth_keys`` covers the connector's streams; ``pipeline_truth_keys`` / ``pipeline_truth`` the pipeline streams
+(environments, pipelines, pipeline_steps), kept apart until the connector reads them.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, List, Mapping, Set, Tuple
 
 from integration_tests import connector_cli as cli
+from integration_tests.sandbox.shapes import rebase
 from source_bitbucket.streams import STREAM_CLASSES
 
 
@@ -35,4 +41,46 @@ def truth_keys(workspace) -> Dict[str, Set[Tuple]]:
             out["commits"] |= {(repo.uuid, repo.graph.commits[i].hash) for i in order}
             out["deployments"] |= {(d.uuid,) for d in repo.deployments}
         out["workspace_users"] = {(m.account.uuid,) for m in workspace.members}
+        return out
+
+
+PIPELINE_STREAMS = ("environments", "pipelines", "pipeline_steps")
+
+
+def pipeline_truth(workspace, api_url=None) -> Dict[str, Dict[Tuple, Dict[str, Any]]]:
+    """The API objects of the pipeline streams, keyed like ``pipeline_truth_keys``: environments by
+    ``(repository uuid, environment uuid)``, pipelines by ``(repository uuid, pipeline uuid)``, steps by
+    ``(repository uuid, pipeline uuid, step uuid)``; whole objects as the API renders them (state,
+    ``completed_on`` when COMPLETED, step dates, and the secrets: variables, image credentials, commands).
+
+    A repository with Pipelines off has no pipelines (its environments are listed). ``api_url``: hrefs on
+    that base (e.g. ``server.api_url``), else on ``https://api.bitbucket.org/2.0``.
+    """
+    with workspace.lock:
+        out: Dict[str, Dict[Tuple, Dict[str, Any]]] = {s: {} for s in PIPELINE_STREAMS}
+        for repo in workspace.repositories:
+            for env in repo.environment_models:
+                out["environments"][(repo.uuid, env.uuid)] = workspace.environment_api(env)
+            if not repo.pipelines_enabled:
+                continue
+            for pipeline in repo.pipelines:
+                out["pipelines"][(repo.uuid, pipeline.uuid)] = workspace.pipeline_api(repo, pipeline)
+                for step in pipeline.steps:
+                    out["pipeline_steps"][(repo.uuid, pipeline.uuid, step.uuid)] = workspace.step_api(repo, pipeline, step)
+    if api_url is not None:
+        out = {s: {k: json.loads(rebase(json.dumps(v).encode(), api_url)) for k, v in objs.items()}
+               for s, objs in out.items()}
+    return out
+
+
+def pipeline_truth_keys(workspace) -> Dict[str, Set[Tuple]]:
+    """The keys of ``pipeline_truth``: ``{"environments": {(repo_uuid, env_uuid)}, "pipelines":
+    {(repo_uuid, pipeline_uuid)}, "pipeline_steps": {(repo_uuid, pipeline_uuid, step_uuid)}}``."""
+    with workspace.lock:
+        out: Dict[str, Set[Tuple]] = {s: set() for s in PIPELINE_STREAMS}
+        for repo in workspace.repositories:
+            out["environments"] |= {(repo.uuid, env.uuid) for env in repo.environment_models}
+            if repo.pipelines_enabled:
+                out["pipelines"] |= {(repo.uuid, p.uuid) for p in repo.pipelines}
+                out["pipeline_steps"] |= {(repo.uuid, p.uuid, s.uuid) for p in repo.pipelines for s in p.steps}
         return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from datetime import datetime
@@ -440,6 +442,7 @@ def test_a_fault_by_repository_matches_its_slug_and_its_uuid_and_nothing_else(se
     ("/repositories/{ws}/{uuid}/deployments", "read:pipeline:bitbucket"),
     ("/repositories/{ws}/{repo}/environments", "read:pipeline:bitbucket"),
     ("/repositories/{ws}/{repo}/pipelines", "read:pipeline:bitbucket"),
+    ("/repositories/{ws}/{uuid}/pipelines/", "read:pipeline:bitbucket"),
     ("/workspaces/{ws}/members", "read:workspace:bitbucket"),
     ("/workspaces/{ws}", "read:workspace:bitbucket"),
 ])
@@ -497,7 +500,7 @@ def test_control_endpoints_and_request_log(server, http, ws):
     assert [r["path"] for r in log["requests"]] == [r[1] for r in server.requests] and len(log["requests"]) == 3
     assert server.requests[1] == ("GET", f"/2.0/repositories/{ws.slug}/{repo.slug}/pullrequests", {"pagelen": ["50"]})
     assert server.request_counts() == {"repositories": 0, "pullrequests": 1, "commits": 1, "deployments": 0,
-                                       "members": 0, "other": 1}
+                                       "members": 0, "environments": 0, "pipelines": 0, "pipeline_steps": 0, "other": 1}
     ws.delete_repository(repo.slug)
     assert http.get(f"{server.api_url}/repositories/{ws.slug}/{repo.slug}").status_code == 404
 
@@ -532,3 +535,177 @@ def test_scales_to_large_workspaces():
                       params={"state": "MERGED", "q": "updated_on > 2026-01-01", "pagelen": 50, "page": 3})
         assert pr.status_code == 200 and len(pr.json()["values"]) == 50
         assert time.monotonic() - started < 2
+
+
+# ------------------------------------------------------------------ environments, pipelines, steps
+PIPE_DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{5,9}Z$")
+EMPTY_PIPELINES_PAGE = {"page": 1, "values": [], "size": 0, "pagelen": 0}
+STEP_FIELDS = ("values.uuid,values.name,values.state,values.started_on,values.completed_on,values.duration_in_seconds,"
+               "values.build_seconds_used,values.run_number,values.trigger,values.maxTime,values.image.name,"
+               "page,pagelen,size,next")
+SECRETS = ("sandbox-clear-secret-", "sandbox-registry-password-", "sandbox-script-token-")
+
+
+def showcase(ws):
+    """The repository with the most pipelines (it holds every state)."""
+    return max(ws.repositories, key=lambda r: len(r.pipelines))
+
+
+def pipelines_url(server, ws, repo, *rest):
+    return "/".join([f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/pipelines", *rest])
+
+
+def test_generated_pipelines_states_dates_and_secrets(ws):
+    pipelines, steps = ws.records("pipelines"), ws.records("pipeline_steps")
+    states = {(p["state"]["name"], (p["state"].get("stage") or p["state"].get("result") or {}).get("name")) for p in pipelines}
+    assert {("PENDING", None), ("IN_PROGRESS", "RUNNING"), ("IN_PROGRESS", "HALTED"), ("IN_PROGRESS", "PAUSED")} <= states
+    assert {("COMPLETED", r) for r in ("SUCCESSFUL", "FAILED", "ERROR", "STOPPED", "EXPIRED")} <= states
+    for p in pipelines:
+        assert ("completed_on" in p) == (p["state"]["name"] == "COMPLETED") and PIPE_DATE.match(p["created_on"])
+        assert p["uuid"].startswith("{") and p["has_variables"] == ("variables" in p)
+    assert {len(p["created_on"]) for p in pipelines} >= {26, 27, 30}  # 5, 6 and 9 fraction digits
+    assert any(p["completed_on"] < p["created_on"] for p in pipelines if "completed_on" in p)  # instantly failed
+    assert {p["target"]["type"] for p in pipelines} == {"pipeline_ref_target", "pipeline_commit_target",
+                                                        "pipeline_pullrequest_target"}
+    custom = [p for p in pipelines if p["has_variables"]]
+    assert custom and all(v["value"].startswith("sandbox-clear-secret-") for p in custom for v in p["variables"])
+    assert {s["state"]["name"] for s in steps} == {"PENDING", "READY", "IN_PROGRESS", "COMPLETED"}
+    for s in steps:
+        assert s["image"]["password"].startswith("sandbox-registry-password-") and "email" in s["image"]
+        assert any("sandbox-script-token-" in c["command"] for c in s["script_commands"]) and "maxTime" in s
+        if s["state"]["name"] == "PENDING" or s["state"].get("result", {}).get("name") == "NOT_RUN":
+            assert s.get("started_on") is None and s.get("completed_on") is None and s.get("duration_in_seconds") is None
+    off = [r for r in ws.repositories if not r.pipelines_enabled]
+    assert len(off) == 1 and not off[0].pipelines
+    environments = ws.records("environments")
+    assert {e["environment_type"]["name"] for e in environments} == {"Test", "Staging", "Production"}
+    listed = {e["uuid"] for e in environments}
+    assert all(d["environment"]["uuid"] in listed for d in ws.records("deployments"))
+    assert generate_workspace(seed=1).records("pipeline_steps") == steps  # deterministic
+
+
+def test_pipelines_leave_the_other_streams_unchanged(ws):
+    digest = hashlib.sha256(json.dumps([ws.records(s) for s in ("repositories", "pull_requests", "commits",
+                                                                 "deployments", "workspace_users")]).encode())
+    assert digest.hexdigest()[:16] == "2fc90606b762e450"  # as generated before pipelines existed (eb4c118)
+
+
+def test_pipelines_list_rules(server, http, ws):
+    repo = showcase(ws)
+    url = pipelines_url(server, ws, repo) + "/"
+    missing = http.get(url.rstrip("/"))
+    assert missing.status_code == 404 and missing.json() == {"type": "error", "error": {
+        "message": "There is no API hosted at this URL"}}
+    oldest, pages = walk(http, url)
+    assert [p["uuid"] for p in oldest] == [p.uuid for p in repo.pipelines] and pages[0]["pagelen"] == 10
+    assert [p["build_number"] for p in oldest] == list(range(1, len(oldest) + 1))
+    first = http.get(url, params={"sort": "-created_on", "pagelen": 4, "fields": "values.uuid,next", "q": "x = 1"}).json()
+    assert [p["uuid"] for p in first["values"]] == [p.uuid for p in repo.pipelines[::-1][:4]]
+    assert first["next"] == f"{url}?page=2&pagelen=4"  # sort and fields dropped: page 2 is oldest first again
+    assert http.get(first["next"]).json()["values"][0]["uuid"] == repo.pipelines[4].uuid
+    assert [p["uuid"] for p in walk(http, url, {"sort": "created_on", "pagelen": 100})[0]] == [p["uuid"] for p in oldest]
+    bad = http.get(url, params={"sort": "-completed_on"})
+    assert bad.status_code == 400 and bad.json()["error"]["message"] == "Invalid sort attribute provided 'completed_on'"
+    assert http.get(url, params={"pagelen": 101}).status_code == 400 and http.get(url, params={"pagelen": 100}).ok
+    control = server.api_url.replace("/2.0", "/_sandbox")
+    assert requests.put(f"{control}/switches", json={"pipelines_next_link": False}).json() == {
+        "pipelines_next_link": False, "ignore_fields": False}
+    assert "next" not in http.get(url, params={"pagelen": 2}).json() and not ws.pipelines_next_link
+    assert requests.put(f"{control}/switches", json={"ignore_fields": "yes"}).status_code == 400
+
+
+def test_empty_pipelines_off_and_environments(server, http, ws):
+    base = f"{server.api_url}/repositories/{ws.slug}"
+    never = next(r for r in ws.repositories if r.pipelines_enabled and not r.pipelines and r.main_name)
+    assert http.get(f"{base}/{never.slug}/pipelines/").json() == EMPTY_PIPELINES_PAGE
+    empty = next(r for r in ws.repositories if r.main_name is None)
+    assert http.get(f"{base}/{empty.slug}/environments").json() == EMPTY_PIPELINES_PAGE
+    off = next(r for r in ws.repositories if not r.pipelines_enabled)
+    some = showcase(ws).pipelines[0].uuid
+    for path in ("pipelines/", f"pipelines/{quote(some)}", f"pipelines/{quote(some)}/steps/"):
+        assert http.get(f"{base}/{off.slug}/{path}").status_code == 404, path
+    envs = http.get(f"{base}/{off.slug}/environments").json()  # Pipelines off: environments still listed
+    assert [e["name"] for e in envs["values"]] == ["Test", "Staging", "Production"][:len(envs["values"])]
+    assert walk(http, f"{base}/{showcase(ws).slug}/environments")[0] == [
+        e for e in ws.records("environments") if e["uuid"] in showcase(ws).environments]
+
+
+def test_single_pipeline_and_steps_with_encoded_braces_and_fields(server, http, ws):
+    repo = showcase(ws)
+    p = next(x for x in repo.pipelines if len(x.steps) > 1)
+    encoded = quote(p.uuid, safe="")
+    assert encoded.startswith("%7B")
+    truth = next(x for x in ws.records("pipelines", server.api_url) if x["uuid"] == p.uuid)
+    for suffix in ("", "/"):
+        assert http.get(pipelines_url(server, ws, repo, encoded) + suffix).json() == truth
+    assert http.get(pipelines_url(server, ws, repo, quote("{00000000-0000-4000-8000-000000000000}"))).status_code == 404
+    steps_url = pipelines_url(server, ws, repo, encoded, "steps") + "/"
+    whole = http.get(steps_url).json()
+    assert [s["uuid"] for s in whole["values"]] == [s.uuid for s in p.steps] and "sandbox-script-token-" in str(whole)
+    trimmed = http.get(steps_url, params={"fields": STEP_FIELDS}).json()
+    assert set(trimmed) == {"page", "pagelen", "size", "values"} and not any(s in str(trimmed) for s in SECRETS)
+    assert all(set(v["image"]) == {"name"} and "script_commands" not in v for v in trimmed["values"])
+    single = http.get(f"{steps_url}{quote(p.steps[1].uuid, safe='')}", params={"fields": "uuid,state"}).json()
+    assert single == {"uuid": p.steps[1].uuid, "state": whole["values"][1]["state"]}
+    ws.ignore_fields = True  # the pipelines module ignores fields=: the connector must strip secrets itself
+    assert http.get(steps_url, params={"fields": STEP_FIELDS}).json() == whole
+    custom = next(x for x in repo.pipelines if x.variables)
+    listed = http.get(pipelines_url(server, ws, repo) + "/", params={"fields": "values.uuid", "pagelen": 100}).json()
+    assert "sandbox-clear-secret-" in str(listed) and custom.uuid in str(listed)
+    assert server.request_counts()["pipeline_steps"] == 4 and server.request_counts()["pipelines"] == 4
+
+
+def test_pipeline_mutations(server, http, ws):
+    repo = showcase(ws)
+    updated = repo.updated_us
+    running = next(p for p in ws.pipelines_in("IN_PROGRESS", "RUNNING") if p["repository"] == repo.slug)
+    halted = ws.pipelines_in("IN_PROGRESS", "HALTED")[0]
+    done = ws.complete_pipeline(repo.slug, running["uuid"])
+    assert done["state"] == "COMPLETED" and done["result"] == "SUCCESSFUL" and PIPE_DATE.match(done["completed_on"])
+    one = http.get(pipelines_url(server, ws, repo, quote(running["uuid"], safe=""))).json()
+    assert one["state"]["result"]["name"] == "SUCCESSFUL" and one["completed_on"] == done["completed_on"]
+    steps = http.get(pipelines_url(server, ws, repo, quote(running["uuid"], safe=""), "steps") + "/").json()["values"]
+    assert {s["state"]["result"]["name"] for s in steps} == {"SUCCESSFUL"} and all(s["completed_on"] for s in steps)
+    with pytest.raises(ValueError):
+        ws.complete_pipeline(repo.slug, running["uuid"])
+    resumed = ws.resume_pipeline(halted["repository"], halted["uuid"])
+    assert (resumed["state"], resumed["stage"], resumed["completed_on"]) == ("IN_PROGRESS", "RUNNING", None)
+    model = ws.pipeline(halted["repository"], halted["uuid"])
+    assert [s.state for s in model.steps].count("IN_PROGRESS") == 1 and model.steps[-1].started_us is not None
+    before = len(repo.pipelines)
+    added = ws.add_pipeline(repo.slug, custom_variables=True)
+    assert len(repo.pipelines) == before + 1 and repo.pipelines[-1].uuid == added["uuid"]
+    newest = http.get(pipelines_url(server, ws, repo) + "/", params={"sort": "-created_on", "pagelen": 1}).json()
+    assert newest["values"][0]["uuid"] == added["uuid"] and newest["values"][0]["has_variables"]
+    assert "sandbox-clear-secret-" in str(newest["values"][0]["variables"])
+    assert ws.add_pipeline(repo.slug, state="IN_PROGRESS", stage="HALTED")["stage"] == "HALTED"
+    assert ws.add_pipeline(repo.slug, state="PENDING")["state"] == "PENDING"
+    assert ws.add_pipeline(repo.slug, result="FAILED")["result"] == "FAILED"
+    with pytest.raises(ValueError):
+        ws.add_pipeline(next(r for r in ws.repositories if not r.pipelines_enabled).slug)
+    assert repo.updated_us == updated  # a pipeline run is no repository change
+    control = server.api_url.replace("/2.0", "/_sandbox")
+    made = requests.post(f"{control}/mutate", json={"op": "add_pipeline", "args": {"repo_slug": repo.slug}})
+    assert made.status_code == 200 and made.json()["result"]["state"] == "COMPLETED"
+    assert len(requests.get(f"{control}/records/pipelines").json()) == len(ws.records("pipelines"))
+
+
+def test_pipeline_ground_truth_and_the_demo_changes(ws):
+    from integration_tests.demo import pipeline_changes
+    from integration_tests.ground_truth import pipeline_truth, pipeline_truth_keys
+
+    before = pipeline_truth_keys(ws)
+    truth = pipeline_truth(ws)
+    assert {s: set(v) for s, v in truth.items()} == before
+    assert sorted(p["uuid"] for p in truth["pipelines"].values()) == sorted(p["uuid"] for p in ws.records("pipelines"))
+    off = next(r for r in ws.repositories if not r.pipelines_enabled)
+    assert not any(k[0] == off.uuid for k in before["pipelines"])
+    changes = pipeline_changes(ws)
+    after = pipeline_truth(ws)
+    completed = after["pipelines"][(showcase(ws).uuid, changes["completed"]["uuid"])]
+    assert completed["state"]["name"] == "COMPLETED" and "completed_on" in completed
+    resumed = after["pipelines"][(showcase(ws).uuid, changes["resumed"]["uuid"])]
+    assert resumed["state"]["stage"]["name"] == "RUNNING" and "completed_on" not in resumed
+    assert set(after["pipelines"]) - before["pipelines"] == {(showcase(ws).uuid, a["uuid"]) for a in changes["added"]}
+    assert sum(p["has_variables"] for p in after["pipelines"].values()) == sum(
+        p["has_variables"] for p in truth["pipelines"].values()) + 1

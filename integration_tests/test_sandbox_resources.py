@@ -26,9 +26,14 @@ def test_endpoint_kinds_come_from_the_table():
                                        "/2.0/repositories/ws/x/pullrequests/3", "/2.0/repositories/ws/x/commits/a/b",
                                        "/2.0/repositories/ws/x/deployments", "/2.0/workspaces/ws/members",
                                        "/2.0/repositories/ws/x/refs/branches", "/2.0/user", "/2.0/workspaces/ws",
-                                       "/2.0/repositories/ws/x/pullrequests/3/tasks", "/elsewhere")] == [
+                                       "/2.0/repositories/ws/x/pullrequests/3/tasks", "/elsewhere",
+                                       "/2.0/repositories/ws/x/environments", "/2.0/repositories/ws/x/pipelines/",
+                                       "/2.0/repositories/ws/x/pipelines/%7Bp%7D", "/2.0/repositories/ws/x/pipelines/%7Bp%7D/steps/",
+                                       "/2.0/repositories/ws/x/pipelines/%7Bp%7D/steps/%7Bs%7D")] == [
         "repositories", "repositories", "pullrequests", "pullrequests", "commits", "deployments", "members", "other",
-        "other", "other", "other", "other"]
+        "other", "other", "other", "other", "environments", "pipelines", "pipelines", "pipeline_steps", "pipeline_steps"]
+    assert resources.kinds() == ("repositories", "pullrequests", "deployments", "members", "environments", "pipelines",
+                                 "pipeline_steps", "commits", "other")
 
 
 def test_a_registered_resource_is_served_paged_capped_and_counted(tasks_registered):
@@ -54,4 +59,5 @@ def test_a_registered_resource_is_served_paged_capped_and_counted(tasks_register
         assert missing.status_code == 404 and missing.json()["error"]["message"] == "Pull request 999 not found"
         pages = 2 + -(-(pr.id + 4) // 5)
         assert server.request_counts() == {"repositories": 0, "pullrequests": 0, "deployments": 0, "members": 0,
+                                           "environments": 0, "pipelines": 0, "pipeline_steps": 0,
                                            "tasks": pages + 1, "commits": 0, "other": 0}

@@ -15,6 +15,7 @@ import json
 from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import urlencode
 
 from . import fields, resources, shapes
 from .bbql import MISSING, BBQLError, compile_query, lookup
@@ -55,6 +56,8 @@ class Api:
             resource, captured = found
             if "pull_request" in captured:
                 owner = replace(owner, pull_request=self._pull_request(owner.repo, captured["pull_request"]))
+            if "pipeline" in captured:
+                owner = replace(owner, pipeline=self._pipeline(owner.repo, captured["pipeline"]))
             return self._list(req, resource, owner)
         if p[0] == "workspaces" and len(p) == 2:
             return _ok(req, shapes.workspace(self.ws))
@@ -76,7 +79,25 @@ class Api:
             if dep is None:
                 raise ApiError(404, f"Deployment {rest[1]} not found")
             return _ok(req, ws.deployment_api(repo, dep))
+        if rest[0] == "environments" and len(rest) == 2:
+            env = next((e for e in repo.environment_models if e.uuid.lower() == rest[1].lower()), None)
+            if env is None:
+                raise ApiError(404, f"Environment {rest[1]} not found")
+            return _ok(req, ws.environment_api(env))
+        if rest[0] == "pipelines" and len(rest) in (2, 4) and rest[2:3] in ([], ["steps"]):
+            return self._pipeline_object(req, repo, rest[1], rest[3] if len(rest) == 4 else None)
         raise ApiError(404, "Resource not found", NO_API)
+
+    def _pipeline_object(self, req: Request, repo, uuid: str, step_uuid: Optional[str]) -> Response:
+        """One pipeline, or one of its steps (trailing slash or not; ``fields=`` as on the lists)."""
+        pipeline = self._pipeline(repo, uuid)
+        if step_uuid is None:
+            return _ok(req, self.ws.pipeline_api(repo, pipeline), ignore_fields=self.ws.ignore_fields)
+        key = step_uuid.lower().strip("{}")
+        step = next((s for s in pipeline.steps if s.uuid.lower().strip("{}") == key), None)
+        if step is None:
+            raise ApiError(404, "Not found", f"Step {step_uuid} not found in pipeline {pipeline.uuid}")
+        return _ok(req, self.ws.step_api(repo, pipeline, step), ignore_fields=self.ws.ignore_fields)
 
     def _workspace(self, key: str) -> None:
         if key.lower() not in (self.ws.slug.lower(), self.ws.uuid.lower()):
@@ -87,6 +108,14 @@ class Api:
         if repo is None:
             raise ApiError(404, f"Repository {self.ws.slug}/{key} not found")
         return repo
+
+    @staticmethod
+    def _pipeline(repo, key: str):
+        resources.pipelines_on(repo)
+        found = repo.pipeline(key)
+        if found is None:
+            raise ApiError(404, "Not found", f"Pipeline {key} not found")
+        return found
 
     @staticmethod
     def _pull_request(repo, key: str):
@@ -101,6 +130,8 @@ class Api:
         where the entry allows them."""
         if resource.rejects_sort and req.get("sort") is not None:
             raise ApiError(400, f"Invalid sort parameter: sorting is not supported for {resource.name}")
+        if resource.pipelines_module and not req.path.endswith("/"):
+            raise ApiError(404, "There is no API hosted at this URL")
 
         def render(model):
             return resource.render(owner, model)
@@ -109,24 +140,34 @@ class Api:
             items = resource.items(owner, req)
         else:
             items = self._select(req, resource, owner, render)
-        return self._paged(req, items, render, resource.default_pagelen, resource.max_pagelen, resource.hidden)
+        if resource.pipelines_module:
+            return self._paged(req, items, render, resource.default_pagelen, resource.max_pagelen, resource.hidden,
+                               resource.empty_pagelen, _pipelines_link if self.ws.pipelines_next_link else None,
+                               self.ws.ignore_fields)
+        return self._paged(req, items, render, resource.default_pagelen, resource.max_pagelen, resource.hidden,
+                           resource.empty_pagelen)
 
     def _paged(self, req: Request, items: Sequence, render: Callable, default: int, maximum: int,
-               hidden: Sequence[fields.Path] = ()) -> Response:
+               hidden: Sequence[fields.Path] = (), empty_pagelen: Optional[int] = None,
+               link: Optional[Callable[[Request, int, int], str]] = Request.link_to_page,
+               ignore_fields: bool = False) -> Response:
+        """One page of ``items``; ``link(req, page, pagelen)`` builds ``next``/``previous`` (None: no ``next``)."""
         pagelen = req.int_param("pagelen", default, "Invalid pagelen")
         if pagelen < 1 or pagelen > maximum:
             raise ApiError(400, "Invalid pagelen")
         page = req.int_param("page", 1, "Invalid page")
         if page < 1:
             raise ApiError(400, "Invalid page")
+        if not items and empty_pagelen is not None:
+            return _ok(req, {"page": 1, "values": [], "size": 0, "pagelen": empty_pagelen}, hidden, ignore_fields)
         start = (page - 1) * pagelen
         body: Dict[str, Any] = {"pagelen": pagelen, "values": [render(x) for x in items[start:start + pagelen]],
                                 "page": page, "size": len(items)}
-        if start + pagelen < len(items):
-            body["next"] = req.link(page=str(page + 1))
+        if start + pagelen < len(items) and link is not None:
+            body["next"] = link(req, page + 1, pagelen)
         if page > 1:
-            body["previous"] = req.link(page=str(page - 1))
-        return _ok(req, body, hidden)
+            body["previous"] = (link or _pipelines_link)(req, page - 1, pagelen)
+        return _ok(req, body, hidden, ignore_fields)
 
     def _select(self, req: Request, resource: Paged, owner: Owner, render: Callable) -> List:
         """The entry's items with ``q`` and ``sort`` applied (cached per workspace version and per
@@ -204,10 +245,17 @@ class Api:
         return _ok(req, body)
 
 
-def _ok(req: Request, body: Any, hidden: Sequence[fields.Path] = ()) -> Response:
-    """A 200 answer of ``body`` shaped by the request's ``fields`` (and the resource's hidden fields)."""
-    wanted = req.all("fields")
+def _ok(req: Request, body: Any, hidden: Sequence[fields.Path] = (), ignore_fields: bool = False) -> Response:
+    """A 200 answer of ``body`` shaped by the request's ``fields`` (and the resource's hidden fields);
+    ``ignore_fields``: ``body`` whole, whatever ``fields`` asks."""
+    wanted = [] if ignore_fields else req.all("fields")
     return json_response(200, fields.apply(body, wanted, hidden) if wanted or hidden else body)
+
+
+def _pipelines_link(req: Request, page: int, pagelen: int) -> str:
+    """The pipelines module's ``next``/``previous``: the path with only ``page`` and ``pagelen`` (``sort``,
+    ``fields`` and the rest are dropped, as on Bitbucket)."""
+    return f"{req.origin}{req.path}?{urlencode([('page', page), ('pagelen', pagelen)])}"
 
 
 def _sortable(value: Any) -> Any:

@@ -14,6 +14,7 @@ from typing import List
 from .data import Workspace
 from .models import Account, Member, Project, PullRequest, Repository, new_deployment
 from .people import add_participants
+from .pipelines import add_pipelines
 from .util import DAY, HOUR, MINUTE, SECOND, deploy_micros, new_account_id, new_hash, new_uuid, parse_iso
 
 SLUGS = ["api-gateway", "billing-service", "web-frontend", "mobile-app", "data-pipeline", "infra-terraform",
@@ -99,6 +100,7 @@ def build(seed: int, repositories: int, pull_requests: int, commits: int, deploy
             dep.state, dep.status, dep.completed_us = "IN_PROGRESS", None, None
             dep.started_us = dep.started_us or dep.created_us + rng.randrange(5, 60) * SECOND
     add_participants(ws, seed)
+    add_pipelines(ws, seed)
     return ws
 
 

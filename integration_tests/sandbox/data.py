@@ -15,16 +15,19 @@ import threading
 from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional
 
+from . import pipelines as runs
 from . import shapes
-from .models import Account, Deployment, Member, PullRequest, Repository, new_deployment
+from .models import Account, Deployment, Environment, Member, Pipeline, PullRequest, Repository, Step, new_deployment
 from .people import draw_participants
 from .util import SECOND, deploy_micros, fmt_us, fmt_z, from_datetime, new_hash, no_gc, to_datetime
 
 DEFAULT_NOW = "2026-11-01T00:00:00+00:00"
 STREAMS = ("repositories", "pull_requests", "commits", "deployments", "workspace_users")
+PIPELINE_STREAMS = ("environments", "pipelines", "pipeline_steps")  # in records(), not (yet) in the connector's STREAMS
 MUTATIONS = (
     "add_pull_request", "update_pull_request", "push_commits", "push_late_branch", "add_deployment",
     "complete_deployment", "update_repository", "delete_repository", "add_member",
+    "add_pipeline", "complete_pipeline", "resume_pipeline",
 )
 
 
@@ -56,6 +59,10 @@ class Workspace:
         self.now_us = now_us
         self.rng = random.Random(f"{seed}:mutations")
         self.people_rng = random.Random(f"{seed}:people-mutations")  # reviewers of new pull requests
+        self.pipelines_rng = random.Random(f"{seed}-pipelines-mutations")  # everything the pipeline mutations draw
+        self.secret_serial = 0  # the <n> of the last sandbox-...-<n> secret (pipelines.py)
+        self.pipelines_next_link = True  # False: pipeline and step pages carry no next link (2020-21 behaviour)
+        self.ignore_fields = False  # True: the pipelines module ignores fields= and sends everything, secrets too
         self.lock = threading.RLock()
         self.version = 0
         self.changes: List[Dict[str, Any]] = []
@@ -92,6 +99,20 @@ class Workspace:
         head = repo.main_head()
         return None if head is None else repo.graph.commits[head].hash
 
+    def pipeline(self, repo_slug: str, uuid: str) -> Pipeline:
+        """A pipeline model by repository and ``{uuid}`` (``KeyError`` when unknown)."""
+        found = self._repo(repo_slug).pipeline(uuid)
+        if found is None:
+            raise KeyError(f"pipeline {uuid} not found in {repo_slug}")
+        return found
+
+    def pipelines_in(self, state: str, stage: Optional[str] = None) -> List[Dict[str, str]]:
+        """``[{"repository": slug, "uuid": ...}]`` of every pipeline in ``state`` (and ``stage``), e.g.
+        ``pipelines_in("IN_PROGRESS", "HALTED")``; repositories in list order, pipelines oldest first."""
+        with self.lock:
+            return [{"repository": r.slug, "uuid": p.uuid} for r in self.repositories
+                    for p in runs.in_states(r.pipelines, state, stage)]
+
     def branch_heads(self, repo_slug: str) -> Dict[str, str]:
         """``{branch name: head hash}`` for every branch of a repository."""
         graph = self._repo(repo_slug).graph
@@ -114,6 +135,18 @@ class Workspace:
         """Render a deployment as the list endpoint does."""
         return shapes.deployment(self, repo, dep)
 
+    def environment_api(self, env: Environment) -> Dict[str, Any]:
+        """Render a deployment environment."""
+        return shapes.environment(env)
+
+    def pipeline_api(self, repo: Repository, pipeline: Pipeline) -> Dict[str, Any]:
+        """Render a pipeline (list and single endpoints)."""
+        return shapes.pipeline(self, repo, pipeline)
+
+    def step_api(self, repo: Repository, pipeline: Pipeline, step: Step) -> Dict[str, Any]:
+        """Render a pipeline step (list and single endpoints)."""
+        return shapes.step(self, repo, pipeline, step)
+
     def membership_api(self, member: Member) -> Dict[str, Any]:
         """Render a workspace membership."""
         return shapes.membership(self, member)
@@ -123,7 +156,8 @@ class Workspace:
 
         Repositories by created_on, pull requests by repository then id (whole objects, with
         ``participants`` and ``reviewers``), commits in each repository's ``/commits`` order (reachable
-        commits only), deployments newest first. API hrefs point at ``https://api.bitbucket.org/2.0``,
+        commits only), deployments newest first; ``PIPELINE_STREAMS``: environments by rank, pipelines oldest
+        first (none for a repository with Pipelines off), each pipeline's steps in order. API hrefs point at ``https://api.bitbucket.org/2.0``,
         or at ``api_url`` when given (e.g. ``server.api_url``: what a client of that server receives).
         """
         out = self._records(stream)
@@ -146,7 +180,13 @@ class Workspace:
                 return [self.deployment_api(r, d) for r in repos for d in reversed(r.deployments)]
             if stream in ("workspace_users", "members"):
                 return [self.membership_api(m) for m in self.members]
-        raise ValueError(f"unknown stream {stream!r}; expected one of {STREAMS}")
+            if stream == "environments":
+                return [self.environment_api(e) for r in repos for e in r.environment_models]
+            if stream == "pipelines":
+                return [self.pipeline_api(r, p) for r in repos if r.pipelines_enabled for p in r.pipelines]
+            if stream == "pipeline_steps":
+                return [self.step_api(r, p, s) for r in repos if r.pipelines_enabled for p in r.pipelines for s in p.steps]
+        raise ValueError(f"unknown stream {stream!r}; expected one of {STREAMS + PIPELINE_STREAMS}")
 
     # ---------------------------------------------------------------- helpers
     def tick(self, min_s: int = 30, max_s: int = 300) -> int:
@@ -158,6 +198,11 @@ class Workspace:
         """Like ``tick`` but with a fraction that renders as 5-6 digits in deployment dates."""
         t = self.tick(min_s, max_s)
         self.now_us = t - t % SECOND + deploy_micros(self.rng)
+        return self.now_us
+
+    def _ptick(self, min_s: int = 30, max_s: int = 300) -> int:
+        """Like ``tick`` but drawing from ``pipelines_rng`` (the other mutations' draws stay the same)."""
+        self.now_us += self.pipelines_rng.randint(min_s, max_s) * SECOND + self.pipelines_rng.randrange(1, SECOND)
         return self.now_us
 
     def set_now(self, when: datetime) -> None:
@@ -318,6 +363,69 @@ class Workspace:
         dep.state, dep.status, dep.completed_us = "COMPLETED", status, self._ztick(30, 300)
         dep.version += 1
         return {"repository": repo.slug, "uuid": uuid, "state": "COMPLETED", "completed_on": fmt_z(dep.completed_us)}
+
+    def _pipeline_result(self, repo: Repository, p: Pipeline) -> Dict[str, Any]:
+        shown = shapes.pipeline(self, repo, p)
+        return {"repository": repo.slug, "uuid": p.uuid, "build_number": p.build_number, "state": p.state,
+                "stage": p.stage, "result": p.result, "steps": [s.uuid for s in p.steps],
+                "created_on": shown["created_on"], "completed_on": shown.get("completed_on")}
+
+    def _enabled(self, repo_slug: str) -> Repository:
+        repo = self._repo(repo_slug)
+        if not repo.pipelines_enabled:
+            raise ValueError(f"Pipelines are turned off in {repo.slug}")
+        return repo
+
+    @_mutation
+    def add_pipeline(self, repo_slug: str, state: str = "COMPLETED", result: Optional[str] = None,
+                     stage: Optional[str] = None, custom_variables: bool = False) -> Dict[str, Any]:
+        """Run a new pipeline (the newest, created now) and leave it in ``state``.
+
+        COMPLETED with ``result`` (default SUCCESSFUL; FAILED, STOPPED, ERROR fail the first step),
+        IN_PROGRESS with ``stage`` (default RUNNING: the first step runs; HALTED / PAUSED: the steps before
+        the manual one ran and it waits) or PENDING. ``custom_variables``: a custom pipeline with
+        variables (``sandbox-clear-secret-<n>``). The clock moves on by the time the steps ran; the
+        repository's updated_on does not change.
+        """
+        if state not in ("COMPLETED", "IN_PROGRESS", "PENDING"):
+            raise ValueError("state must be COMPLETED, IN_PROGRESS or PENDING")
+        if (result is not None and state != "COMPLETED") or (stage is not None and state != "IN_PROGRESS"):
+            raise ValueError("result goes with COMPLETED, stage with IN_PROGRESS")
+        if stage not in (None,) + runs.STAGES or result not in (None,) + runs.RESULTS:
+            raise ValueError(f"stage must be one of {runs.STAGES}, result one of {runs.RESULTS}")
+        repo = self._enabled(repo_slug)
+        rng = self.pipelines_rng
+        p = runs.new_pipeline(rng, self, repo, self._ptick(), custom=custom_variables,
+                              manual=stage in ("HALTED", "PAUSED"))
+        if state == "COMPLETED":
+            end = runs.complete(rng, p, p.created_us, result or "SUCCESSFUL", fail_at=0)
+        elif state == "IN_PROGRESS" and stage in ("HALTED", "PAUSED"):
+            end = runs.halt(rng, p, stage)
+        elif state == "IN_PROGRESS":
+            end = runs.running(rng, p, 0)
+        else:
+            end = p.created_us
+        self.now_us = max(self.now_us, end)
+        return self._pipeline_result(repo, p)
+
+    @_mutation
+    def complete_pipeline(self, repo_slug: str, uuid: str, result: str = "SUCCESSFUL") -> Dict[str, Any]:
+        """Finish a PENDING or IN_PROGRESS pipeline now with ``result``: the waiting steps run (SUCCESSFUL),
+        or the next one ends with ``result`` and the rest are NOT_RUN; completed_on and the durations are set."""
+        repo = self._enabled(repo_slug)
+        p = self.pipeline(repo.slug, uuid)
+        if p.state == "COMPLETED":
+            raise ValueError(f"pipeline {uuid} in {repo.slug} is already COMPLETED")
+        self.now_us = max(self.now_us, runs.complete(self.pipelines_rng, p, self._ptick(5, 60), result, fail_at=0))
+        return self._pipeline_result(repo, p)
+
+    @_mutation
+    def resume_pipeline(self, repo_slug: str, uuid: str) -> Dict[str, Any]:
+        """A HALTED or PAUSED pipeline goes on (IN_PROGRESS / RUNNING): its waiting step starts now."""
+        repo = self._enabled(repo_slug)
+        p = self.pipeline(repo.slug, uuid)
+        self.now_us = max(self.now_us, runs.resume(self.pipelines_rng, p, self._ptick(5, 60)))
+        return self._pipeline_result(repo, p)
 
     @_mutation
     def update_repository(self, repo_slug: str) -> Dict[str, Any]:

@@ -75,6 +75,10 @@ class Request:
         except ValueError:
             raise ApiError(400, message) from None
 
+    def link_to_page(self, page: int, pagelen: int) -> str:
+        """This request's URL with ``page`` replaced: a page-number list's ``next``/``previous``."""
+        return self.link(page=str(page))
+
     def link(self, **replace: str) -> str:
         """Absolute URL of this request with some parameters replaced (or appended)."""
         pairs, done = [], set()

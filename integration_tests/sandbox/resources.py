@@ -7,7 +7,8 @@ resource's own segments), what it lists and how each item renders, its ``pagelen
 and what ``q``/``sort`` may use. Rules from ``shared/docs/bitbucket-api-notes.md``: caps 100 (pull
 requests 50), BBQL on repositories and pull requests, OPEN-only default for pull requests, ``sort``
 rejected on deployments, participants and reviewers left out of pull request pages unless added
-with ``fields=+values.x``. The commit listing (iterator pagination) and the single-object routes
+with ``fields=+values.x``; ``shared/docs/bitbucket-api-more-endpoints.md`` 2.3-2.5 for the pipelines
+module (``pipelines_module`` entries: pipelines and their steps) and environments. The commit listing (iterator pagination) and the single-object routes
 are ``api.py``'s own; a single object counts under its collection's kind.
 """
 
@@ -49,6 +50,7 @@ class Owner:
     ws: Any
     repo: Any = None
     pull_request: Any = None
+    pipeline: Any = None
 
     @property
     def key(self) -> Tuple[Optional[str], Optional[int]]:
@@ -71,6 +73,12 @@ class Paged:
     * ``query_fields``: the top-level fields ``q`` and ``sort`` may use (None: both ignored);
       ``fast``: ``{BBQL field: model -> value}`` read without rendering.
     * ``rejects_sort``: a ``sort`` parameter answers 400.
+    * ``empty_pagelen``: an empty list answers ``{"page": 1, "values": [], "size": 0, "pagelen": <this>}``
+      (0 on environments and the pipelines module) instead of the requested pagelen.
+    * ``pipelines_module``: served like Bitbucket's pipelines module: the list path must end with ``/``
+      (else 404 There is no API hosted at this URL), ``q`` is ignored (``items`` handles ``sort``), the
+      ``next``/``previous`` links keep only ``page`` and ``pagelen`` (no ``next`` at all when
+      ``workspace.pipelines_next_link`` is False) and ``fields=`` is ignored when ``workspace.ignore_fields``.
     """
 
     kind: str
@@ -83,6 +91,8 @@ class Paged:
     query_fields: Optional[FrozenSet[str]] = None
     fast: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     rejects_sort: bool = False
+    empty_pagelen: Optional[int] = None
+    pipelines_module: bool = False
 
     @property
     def segments(self) -> List[str]:
@@ -113,6 +123,23 @@ def _workspace_access(owner: Owner, workspace: Any) -> Dict[str, Any]:
     return {"type": "workspace_access", "administrator": True, "workspace": shapes.workspace_ref(workspace)}
 
 
+def pipelines_on(repo) -> None:
+    """404 for a repository with Pipelines turned off (its pipelines, one pipeline, its steps)."""
+    if not repo.pipelines_enabled:
+        raise ApiError(404, "Not found", f"Pipelines are not enabled for the repository {repo.slug}")
+
+
+def _pipelines(owner: Owner, req: Request) -> Sequence[Any]:
+    """The repository's pipelines, oldest first; ``sort`` may only be ``created_on`` / ``-created_on``."""
+    pipelines_on(owner.repo)
+    sort = req.get("sort")
+    if not sort:
+        return owner.repo.pipelines
+    if sort.lstrip("-") != "created_on":
+        raise ApiError(400, f"Invalid sort attribute provided '{sort.lstrip('-')}'")
+    return owner.repo.pipelines[::-1] if sort.startswith("-") else owner.repo.pipelines
+
+
 PAGED: List[Paged] = [
     Paged("repositories", REPOSITORIES, lambda o, _: sorted(o.ws.repositories, key=lambda r: (r.created_us, r.slug)),
           lambda o, repo: o.ws.repository_api(repo), query_fields=REPO_FIELDS, fast=FAST_REPO),
@@ -122,6 +149,12 @@ PAGED: List[Paged] = [
     Paged("deployments", REPOSITORY + "/deployments", lambda o, _: o.repo.deployments[::-1],
           lambda o, dep: o.ws.deployment_api(o.repo, dep), rejects_sort=True),
     Paged("members", WORKSPACE + "/members", lambda o, _: o.ws.members, lambda o, member: o.ws.membership_api(member)),
+    Paged("environments", REPOSITORY + "/environments", lambda o, _: o.repo.environment_models,
+          lambda o, env: o.ws.environment_api(env), empty_pagelen=0),
+    Paged("pipelines", REPOSITORY + "/pipelines", _pipelines, lambda o, p: o.ws.pipeline_api(o.repo, p),
+          empty_pagelen=0, pipelines_module=True),
+    Paged("pipeline_steps", REPOSITORY + "/pipelines/{pipeline}/steps", lambda o, _: o.pipeline.steps,
+          lambda o, step: o.ws.step_api(o.repo, o.pipeline, step), empty_pagelen=0, pipelines_module=True),
     Paged(OTHER, REPOSITORY + "/refs/branches", lambda o, _: sorted(o.repo.graph.branches), _branch),
     Paged(OTHER, "user/workspaces", lambda o, _: [o.ws], _workspace_access),
 ]
@@ -142,7 +175,7 @@ def _captures(template: Sequence[str], parts: Sequence[str]) -> Optional[Dict[st
 
 def match(parts: Sequence[str]) -> Optional[Tuple[Paged, Dict[str, str]]]:
     """The ``PAGED`` entry serving the path segments ``parts`` (after ``2.0``) and the placeholders'
-    values (``workspace``, ``repository``, ``pull_request``), or None."""
+    values (``workspace``, ``repository``, ``pull_request``, ``pipeline``), or None."""
     for resource in PAGED:
         captured = _captures(resource.segments, parts)
         if captured is not None:

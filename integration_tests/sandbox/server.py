@@ -2,7 +2,7 @@
 
 Basic auth (email + API token) is required on ``/2.0/...``, and the token's ``scopes`` (``scopes.py``;
 None = all) decide which endpoints answer; ``/_sandbox/...`` control endpoints (mutate, faults, scopes,
-requests, records, info) need none and are not logged. Every API request is logged, delayed by
+requests, records, switches, info) need none and are not logged. Every API request is logged, delayed by
 ``latency_ms`` and checked against the fault rules before being answered.
 """
 
@@ -25,7 +25,7 @@ from . import scopes as scope_rules
 from .api import Api
 from .protocol import Request, Response, error_response, json_response
 from .resources import endpoint_kind, kinds
-from .data import MUTATIONS, STREAMS
+from .data import MUTATIONS, PIPELINE_STREAMS, STREAMS
 from .shapes import rebase
 from .util import to_datetime
 from .faults import ALTERING, FaultRule, FaultSet, repository_key
@@ -40,6 +40,7 @@ UNAUTHORIZED = (
 BAD_GATEWAY = ("<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body><h1>Bad Gateway</h1>"
                "<p>The server returned an invalid or incomplete response.</p></body></html>\n")
 
+SWITCHES = ("pipelines_next_link", "ignore_fields")  # Workspace attributes (data.py)
 CONTROL_HELP = {
     "POST /_sandbox/mutate": {"body": {"op": "one of " + ", ".join(MUTATIONS), "args": {"repo_slug": "..."}},
                               "example": {"op": "push_commits", "args": {"repo_slug": "api-gateway", "n": 3}}},
@@ -51,6 +52,8 @@ CONTROL_HELP = {
     "GET /_sandbox/records/{stream}": "ground truth: every current object of a stream",
     "GET|PUT /_sandbox/scopes": {"body": {"scopes": ["read:repository:bitbucket", "..."]},
                                  "meaning": "the token's scopes (null = all); a missing one answers 403"},
+    "GET|PUT /_sandbox/switches": {"body": {name: "true or false" for name in SWITCHES},
+                                   "meaning": "the workspace's behaviour switches (pipelines module)"},
     "GET /_sandbox/info": "api_url, credentials, scopes, workspace, clock",
 }
 
@@ -267,7 +270,7 @@ class SandboxServer:
             log = [{"method": m, "path": p, "query": q} for m, p, q in self.requests]
             return json_response(200, {"requests": log, "counts": self.request_counts()})
         if len(parts) == 2 and parts[0] == "records" and method == "GET":
-            if parts[1] not in STREAMS + ("members",):
+            if parts[1] not in STREAMS + PIPELINE_STREAMS + ("members",):
                 return error_response(404, f"Unknown stream {parts[1]!r}")
             return json_response(200, self.workspace.records(parts[1]))
         if parts == ["scopes"] and method in ("GET", "PUT", "POST"):
@@ -277,6 +280,15 @@ class SandboxServer:
                     return error_response(400, "scopes must be a list of scope names or null")
                 self.scopes = wanted
             return json_response(200, {"scopes": self.scopes, "granted": scope_rules.granted(self.scopes)})
+        if parts == ["switches"] and method in ("GET", "PUT", "POST"):
+            if method != "GET":
+                if not isinstance(payload, dict) or any(k not in SWITCHES or not isinstance(v, bool)
+                                                        for k, v in payload.items()):
+                    return error_response(400, f"switches: an object of booleans among {', '.join(SWITCHES)}")
+                with self.workspace.lock:
+                    for name, value in payload.items():
+                        setattr(self.workspace, name, value)
+            return json_response(200, {name: getattr(self.workspace, name) for name in SWITCHES})
         if parts == ["info"]:
             ws = self.workspace
             return json_response(200, {"api_url": self.api_url, "email": self.email, "api_token": self.api_token,

@@ -13,10 +13,11 @@ import html as _html
 import json
 from typing import Any, Dict, Optional
 
-from .util import fmt_naive, fmt_s, fmt_us, fmt_z
+from .util import fmt_nano, fmt_naive, fmt_s, fmt_us, fmt_z
 
 API = "https://api.bitbucket.org/2.0"
 WEB = "https://bitbucket.org"
+PIPELINES_REST = "https://bitbucket-pipelines.prod.public.atl-paas.net//rest/1.0"  # as recorded: double slash, never rebased
 AVATAR = {"href": "https://avatars.example.com/default.png"}
 
 
@@ -339,4 +340,143 @@ def membership(ws, m) -> Dict[str, Any]:
     if m.added_us is not None:
         out["last_accessed"] = fmt_naive(m.last_accessed_us) if m.last_accessed_us is not None else None
         out["added_on"] = fmt_naive(m.added_us)
+    return out
+
+
+def environment(env) -> Dict[str, Any]:
+    """A ``deployment_environment`` as ``GET .../environments`` lists it (no links, no dates)."""
+    return {
+        "uuid": env.uuid,
+        "name": env.name,
+        "type": "deployment_environment",
+        "slug": env.slug,
+        "category": {"name": env.name},
+        "restrictions": {"admin_only": env.admin_only, "type": "deployment_restrictions_configuration"},
+        "environment_lock_enabled": env.environment_lock_enabled,
+        "lock": {"type": "deployment_environment_lock_open", "name": "OPEN"},
+        "deployment_gate_enabled": env.deployment_gate_enabled,
+        "rank": env.rank,
+        "hidden": env.hidden,
+        "environment_type": {"name": env.name, "type": "deployment_environment_type", "rank": env.rank},
+    }
+
+
+def _pipeline_commit(full: str, hash_: str) -> Dict[str, Any]:
+    return {"type": "commit", "hash": hash_, "links": {"self": _link(f"{API}/repositories/{full}/commit/{hash_}"),
+                                                       "html": _link(f"{WEB}/{full}/commits/{hash_}")}}
+
+
+def _target(full: str, p) -> Dict[str, Any]:
+    """``pipeline_ref_target``, ``pipeline_commit_target`` or ``pipeline_pullrequest_target``."""
+    commit = _pipeline_commit(full, p.commit_hash)
+    if p.target == "commit":
+        return {"type": "pipeline_commit_target", "selector": {"type": "default"}, "commit": commit}
+    if p.target == "pullrequest":
+        pr = p.pr
+        return {"type": "pipeline_pullrequest_target", "source": pr.source_branch, "destination": pr.dest_branch,
+                "destination_commit": {"hash": pr.dest_hash[:12]}, "commit": commit,
+                "pullrequest": {"type": "pullrequest", "id": pr.id, "title": pr.title, "draft": False,
+                                "links": {"self": _link(f"{API}/repositories/{full}/pullrequests/{pr.id}"),
+                                          "html": _link(f"{WEB}/{full}/pull-requests/{pr.id}")}},
+                "selector": {"type": "pull-requests", "pattern": "**"}}
+    selector: Dict[str, Any] = {"type": "default"}
+    if p.selector == "branches":
+        selector = {"type": "branches", "pattern": p.ref_name}
+    elif p.selector == "custom":
+        selector = {"type": "custom", "pattern": p.custom_name}
+    return {"type": "pipeline_ref_target", "ref_type": "branch", "ref_name": p.ref_name, "selector": selector,
+            "commit": commit}
+
+
+def _pipeline_state(p) -> Dict[str, Any]:
+    if p.state == "PENDING":
+        return {"name": "PENDING", "type": "pipeline_state_pending"}
+    if p.state == "IN_PROGRESS":
+        return {"name": "IN_PROGRESS", "type": "pipeline_state_in_progress",
+                "stage": {"name": p.stage, "type": f"pipeline_state_in_progress_{p.stage.lower()}"}}
+    result: Dict[str, Any] = {"name": p.result, "type": f"pipeline_state_completed_{p.result.lower()}"}
+    if p.result == "STOPPED" and p.terminator is not None:
+        result["terminator"] = account(p.terminator)
+    if p.result == "ERROR":
+        result["error"] = {"key": "plan-service.parse.parse-error",
+                           "message": "There is an error in your bitbucket-pipelines.yml at [pipelines > default]."}
+    return {"name": "COMPLETED", "type": "pipeline_state_completed", "result": result}
+
+
+def pipeline(ws, repo, p) -> Dict[str, Any]:
+    """A ``pipeline`` (list and single endpoints): ``completed_on`` absent until COMPLETED, dates with
+    5-9 fraction digits, ``variables`` (clear-text values!) on custom pipelines only."""
+    full = f"{ws.slug}/{repo.slug}"
+    rest = f"{PIPELINES_REST}/accounts/{ws.uuid}/repositories/{repo.uuid}/pipelines/{p.uuid}"
+    out: Dict[str, Any] = {
+        "type": "pipeline",
+        "uuid": p.uuid,
+        "repository": repository_ref(ws, repo),
+        "state": _pipeline_state(p),
+        "build_number": p.build_number,
+        "creator": account(p.creator),
+        "created_on": fmt_nano(p.created_us, p.created_ns, p.digits),
+    }
+    if p.completed_us is not None:
+        out["completed_on"] = fmt_nano(p.completed_us, p.completed_ns, p.digits)
+    out.update(
+        target=_target(full, p),
+        trigger={"name": p.trigger, "type": f"pipeline_trigger_{p.trigger.lower()}"},
+        run_number=p.run_number,
+        duration_in_seconds=p.duration,
+        build_seconds_used=p.build_seconds,
+        first_successful=p.first_successful,
+        expired=p.expired,
+        links={"self": _link(rest), "steps": _link(f"{rest}/steps")},
+        has_variables=bool(p.variables),
+    )
+    if p.variables:
+        out["variables"] = [{"type": "pipeline_variable", "key": k, "value": v, "secured": False} for k, v in p.variables]
+    return out
+
+
+def _commands(*commands: str, kind: str = "user") -> list:
+    return [{"commandType": kind, "command": c, "name": c} for c in commands]
+
+
+def _step_state(s) -> Dict[str, Any]:
+    if s.state != "COMPLETED":
+        return {"type": f"pipeline_step_state_{s.state.lower()}", "name": s.state}
+    result: Dict[str, Any] = {"name": s.result, "type": f"pipeline_step_state_completed_{s.result.lower()}"}
+    if s.result == "ERROR":
+        result["error"] = {"key": "agent.build.time-limit-exceeded", "message": "The step exceeded its time limit."}
+    return {"type": "pipeline_step_state_completed", "name": "COMPLETED", "result": result}
+
+
+def step(ws, repo, p, s) -> Dict[str, Any]:
+    """A ``pipeline_step`` (camelCase ``maxTime``): PENDING steps have no dates, NOT_RUN steps null ones;
+    ``image`` carries registry credentials and the commands a token (``sandbox-...-<n>``)."""
+    out: Dict[str, Any] = {"type": "pipeline_step", "uuid": s.uuid, "pipeline": {"type": "pipeline", "uuid": p.uuid}}
+    if s.name:
+        out["name"] = s.name
+    out.update(
+        run_number=s.run_number,
+        maxTime=s.max_time,
+        trigger={"type": "pipeline_step_trigger_manual" if s.manual else "pipeline_step_trigger_automatic"},
+        state=_step_state(s),
+        image={"name": s.image, "username": f"sandbox-registry-password-{s.secret}-username",
+               "password": f"sandbox-registry-password-{s.secret}",
+               "email": f"sandbox-registry-password-{s.secret}@example.com"},
+        setup_commands=_commands("umask 000", f"git reset --hard {p.commit_hash}",
+                                 "git config user.name bitbucket-pipelines"),
+        script_commands=_commands(
+            f"export DEPLOY_TOKEN=sandbox-script-token-{s.secret}",
+            f"curl -fsS -H 'Authorization: Bearer sandbox-script-token-{s.secret}' https://artifacts.example.com/{repo.slug}",
+            "make test" if "eploy" not in s.name else "make deploy"),
+        teardown_commands=[{"commandType": "system", "action": "PROCESS_TEST_REPORTS",
+                            "command": 'echo "Processing test reports"', "name": "Process Test Reports"}],
+        build_seconds_used=(s.duration or 0) + (1 if s.duration else 0),
+    )
+    if s.started_us is not None:
+        out["started_on"] = fmt_z(s.started_us)
+    if s.completed_us is not None:
+        out["completed_on"] = fmt_z(s.completed_us)
+        out["duration_in_seconds"] = s.duration
+    if s.state == "COMPLETED" and s.result == "NOT_RUN":
+        out.update(started_on=None, completed_on=None, duration_in_seconds=None)
     return out

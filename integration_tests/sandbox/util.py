@@ -49,6 +49,15 @@ def fmt_z(us: int) -> str:
     return text + "Z"
 
 
+def fmt_nano(us: int, ns: int = 0, digits: int = 6) -> str:
+    """Pipeline style, ``Z`` and ``digits`` (5-9) fraction digits, the last never 0:
+    ``2026-09-08T23:55:57.826992388Z``, ``2023-02-20T08:58:19.14397Z`` (``ns``: nanoseconds below ``us``)."""
+    fraction = f"{us % SECOND:06d}{ns % 1000:03d}"[:digits]
+    if fraction.endswith("0"):
+        fraction = fraction[:-1] + "1"
+    return to_datetime(us - us % SECOND).strftime("%Y-%m-%dT%H:%M:%S.") + fraction + "Z"
+
+
 def fmt_naive(us: int) -> str:
     """Membership ``added_on`` style, no offset, milliseconds: ``2021-04-02T14:25:58.600``."""
     return to_datetime(us).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
