@@ -1,7 +1,7 @@
 """Primary keys of the connector's records and of the sandbox's ground truth, for comparing them.
 
-``truth_keys`` covers the connector's streams; ``pipeline_truth_keys`` / ``pipeline_truth`` the pipeline streams
-(environments, pipelines, pipeline_steps), kept apart until the connector reads them.
+``truth_keys`` covers every stream (``pipeline_truth_keys`` the pipeline streams: environments, pipelines,
+pipeline_steps); ``pipeline_truth`` gives the pipeline streams' objects by those keys.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def truth_keys(workspace) -> Dict[str, Set[Tuple]]:
             out["commits"] |= {(repo.uuid, repo.graph.commits[i].hash) for i in order}
             out["deployments"] |= {(d.uuid,) for d in repo.deployments}
         out["workspace_users"] = {(m.account.uuid,) for m in workspace.members}
-        return out
+    out.update(pipeline_truth_keys(workspace))
+    return out
 
 
 PIPELINE_STREAMS = ("environments", "pipelines", "pipeline_steps")

@@ -7,8 +7,10 @@ from typing import Any, Dict, Mapping, Tuple
 import pytest
 
 from integration_tests import connector_cli as cli
-from integration_tests.ground_truth import connector_key
+from integration_tests.demo import pipeline_changes
+from integration_tests.ground_truth import PIPELINE_STREAMS, connector_key, pipeline_truth
 from integration_tests.sandbox import SandboxServer, generate_workspace
+from source_bitbucket.streams.pipeline_steps import STEP_FIELDS, STEP_IMAGE_FIELDS
 
 EMAIL, TOKEN = "dev@example.com", "sandbox-token-e2e-5d1f"
 
@@ -26,7 +28,22 @@ def truth_key(stream: str, record: Mapping[str, Any]) -> Tuple:
 
 def truth(workspace, api_url: str) -> Dict[str, Dict[Tuple, Mapping[str, Any]]]:
     """Every stream's current objects by key, with their hrefs on ``api_url`` as the connector receives them."""
-    return {s: {truth_key(s, r): r for r in workspace.records(s, api_url)} for s in cli.STREAMS}
+    out = pipeline_truth(workspace, api_url)
+    out.update({s: {truth_key(s, r): r for r in workspace.records(s, api_url)} for s in cli.STREAMS if s not in PIPELINE_STREAMS})
+    return out
+
+
+def expected_record(stream: str, obj: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the connector emits of an API object (without the fields it adds): null fields left out;
+    a pipeline without its ``variables``; a step with only the fields it keeps (no credentials, no commands)."""
+    if stream == "pipelines":
+        obj = {k: v for k, v in obj.items() if k != "variables"}
+    if stream == "pipeline_steps":
+        kept = {k: obj[k] for k in STEP_FIELDS if k in obj}
+        if isinstance(obj.get("image"), Mapping):
+            kept["image"] = {k: obj["image"][k] for k in STEP_IMAGE_FIELDS if k in obj["image"]}
+        obj = kept
+    return {k: v for k, v in obj.items() if v is not None}
 
 
 def emitted(result: cli.SyncResult, stream: str) -> Dict[Tuple, Mapping[str, Any]]:
@@ -35,10 +52,19 @@ def emitted(result: cli.SyncResult, stream: str) -> Dict[Tuple, Mapping[str, Any
     return {connector_key(stream, r): r for r in result.records[stream]}
 
 
-def strip(record: Mapping[str, Any]) -> Dict[str, Any]:
+ADDED = {"deployments": {"completed_on"}, "workspace_users": {"user_uuid"},
+         "pipeline_steps": {"pipeline_uuid", "pipeline_created_on"}}
+
+
+def strip(stream: str, record: Mapping[str, Any]) -> Dict[str, Any]:
     """A connector record without the fields the connector adds."""
-    added = {"repository_uuid", "repository_full_name", "completed_on", "user_uuid"}
+    added = {"repository_uuid", "repository_full_name"} | ADDED.get(stream, set())
     return {k: v for k, v in record.items() if k not in added}
+
+
+def open_pipelines(truth_now: Mapping[str, Mapping[Tuple, Mapping[str, Any]]]) -> set:
+    """The keys of the pipelines not COMPLETED: read again (with their steps) on every sync until they are."""
+    return {k for k, v in truth_now["pipelines"].items() if v["state"]["name"] != "COMPLETED"}
 
 
 @pytest.fixture
@@ -63,15 +89,19 @@ def test_full_refresh_reads_every_record_of_every_stream_once(sandbox):
         assert got.keys() == expected[stream].keys(), stream
         for key, record in got.items():
             if stream != "workspace_users":
-                assert strip(record) == {k: v for k, v in expected[stream][key].items() if v is not None}, (stream, key)
+                assert strip(stream, record) == expected_record(stream, expected[stream][key]), (stream, key)
     prs = result.records["pull_requests"]  # the collection leaves them out unless asked with fields=+values...
     assert all(isinstance(p.get("participants"), list) and isinstance(p.get("reviewers"), list) for p in prs)
     assert sum(bool(p["reviewers"]) for p in prs) > len(prs) / 2 and any(p["participants"] for p in prs)
     assert all(q["fields"] == ["+values.participants,+values.reviewers"]
                for _, path, q in server.requests if path.endswith("/pullrequests"))
     assert server.request_counts()["repositories"] == 1  # one listing page, read once for all streams
+    assert server.request_counts()["pipelines"] == len(workspace.records("repositories"))  # one page each, shared
+    assert server.request_counts()["pipeline_steps"] == len(expected["pipelines"])  # one per pipeline
     assert not any(e for e in result.errors)
     assert TOKEN not in result.stdout + result.stderr
+    assert not [s for s in ("sandbox-clear-secret-", "sandbox-registry-password-", "sandbox-script-token-")
+                if s in result.stdout + result.stderr]
 
 
 def test_an_incremental_sync_after_changes_emits_exactly_what_changed_and_loses_nothing(sandbox):
@@ -96,6 +126,7 @@ def test_an_incremental_sync_after_changes_emits_exactly_what_changed_and_loses_
     workspace.complete_deployment(running_repo, running["uuid"])
     workspace.update_repository(slugs[4])
     workspace.add_member()
+    pipelines = pipeline_changes(workspace)  # a running pipeline completes, a halted one resumes, two new ones
     after = truth(workspace, server.api_url)
     server.reset_requests()
 
@@ -106,13 +137,22 @@ def test_an_incremental_sync_after_changes_emits_exactly_what_changed_and_loses_
         got = emitted(second, stream)
         changed = {k for k, v in after[stream].items() if before[stream].get(k) != v}
         unfinished = {k for k, v in after[stream].items() if stream == "deployments" and not v["state"].get("completed_on")}
-        expected = set(after[stream]) if stream == "workspace_users" else changed | unfinished
+        if stream == "pipelines":
+            unfinished = open_pipelines(before)  # read again by uuid
+        if stream == "pipeline_steps":  # the steps of every pipeline new or open at the last sync
+            read_again = open_pipelines(before) | (after["pipelines"].keys() - before["pipelines"].keys())
+            unfinished = {k for k in after[stream] if k[:2] in read_again}
+        expected = set(after[stream]) if stream in ("workspace_users", "environments") else changed | unfinished
         assert set(got) == expected, (stream, set(got) ^ expected)
         # nothing lost: the two syncs together hold every current record in its latest version
         union = {**emitted(first, stream), **got}
         assert union.keys() == after[stream].keys(), stream
         for key, record in got.items():
-            assert strip(record) == {k: v for k, v in after[stream][key].items() if v is not None}, (stream, key)
+            assert strip(stream, record) == expected_record(stream, after[stream][key]), (stream, key)
+    final = {r["uuid"]: r for r in second.records["pipelines"]}
+    assert final[pipelines["completed"]["uuid"]]["state"]["name"] == "COMPLETED"
+    assert final[pipelines["resumed"]["uuid"]]["state"]["stage"]["name"] == "RUNNING"
+    assert {p["uuid"] for p in pipelines["added"]} <= final.keys()
     late = [c for c in second.records["commits"] if c["date"] < "2026-01-01"]
     assert len(late) == 3, "the old-dated commits of a branch merged late must be read"
 
@@ -125,12 +165,18 @@ def test_an_unchanged_workspace_costs_one_request_per_repository_and_stream(sand
     second = cli.run("read", config, cli.catalog(), state=first.final_state())
 
     assert second.returncode == 0
-    assert sum(len(v) for k, v in second.records.items() if k not in ("deployments", "workspace_users")) == 0
+    full_or_unfinished = ("deployments", "workspace_users", "environments", "pipelines", "pipeline_steps")
+    assert sum(len(v) for k, v in second.records.items() if k not in full_or_unfinished) == 0
+    unfinished = open_pipelines(truth(workspace, server.api_url))
+    assert {(r["repository_uuid"], r["uuid"]) for r in second.records["pipelines"]} == unfinished
     counts = server.request_counts()
     repositories = len(workspace.records("repositories"))
     assert counts["pullrequests"] == repositories
     assert counts["commits"] == repositories
     assert counts["deployments"] == repositories
+    assert counts["environments"] == repositories
+    assert counts["pipelines"] == repositories + len(unfinished)  # one page each, one GET per open pipeline, shared
+    assert counts["pipeline_steps"] == len(unfinished)
     assert counts["repositories"] == 2  # the filtered window for the stream, the listing for the children
 
 
