@@ -17,6 +17,7 @@ import pytest
 from integration_tests import connector_cli as cli
 from integration_tests.ground_truth import keys, truth_keys
 from integration_tests.sandbox import SandboxServer, generate_workspace
+from source_bitbucket.streams import STREAM_CLASSES
 
 EMAIL, TOKEN = "dev@example.com", "sandbox-token-hosts-8a2f"
 NOW = (datetime.now(timezone.utc) - timedelta(days=3)).replace(microsecond=0).isoformat()
@@ -97,15 +98,17 @@ def test_a_token_without_the_pull_request_scope_fails_check_and_the_stream_not_a
         assert set(keys(result, stream)) == truth[stream], stream
 
 
-def test_a_token_without_the_pipeline_scope_passes_check_with_a_warning_and_fails_only_deployments() -> None:
+def test_a_token_without_the_pipeline_scope_passes_check_with_a_warning_and_fails_only_the_pipeline_streams() -> None:
     ws = workspace()
     with SandboxServer(ws, email=EMAIL, api_token=TOKEN, scopes=without("read:pipeline:bitbucket")) as server:
         checked = cli.run("check", config(server.api_url, ws))
         result = cli.run("read", config(server.api_url, ws), cli.catalog(), timeout=240)
     assert check_status(checked)["status"] == "SUCCEEDED"
     assert any("read:pipeline:bitbucket (for deployments" in l["message"] for l in checked.logs if l["level"] == "WARN")
-    assert list(stream_errors(result)) == ["deployments"]
-    assert "read:pipeline:bitbucket" in stream_errors(result)["deployments"]
+    pipeline_streams = [c.name for c in STREAM_CLASSES if c.required_scope == "read:pipeline:bitbucket"]
+    assert pipeline_streams == ["deployments", "environments", "pipelines", "pipeline_steps"]
+    assert sorted(stream_errors(result)) == sorted(pipeline_streams)
+    assert all("read:pipeline:bitbucket" in message for message in stream_errors(result).values())
 
 
 def test_a_403_without_the_scope_error_skips_only_that_repository_with_one_warning() -> None:

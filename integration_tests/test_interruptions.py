@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 import pytest
 
 from integration_tests import connector_cli as cli
-from integration_tests.ground_truth import connector_key
+from integration_tests.ground_truth import connector_key, pipeline_truth_keys
 from integration_tests.sandbox import SandboxServer, generate_workspace
 from integration_tests.sandbox.util import parse_iso
 
@@ -54,6 +54,9 @@ def keys(result: cli.SyncResult, stream: str) -> Set[Tuple]:
     return {connector_key(stream, r) for r in result.records.get(stream, [])}
 
 
+CURSORS = {"pipelines": "created_on", "pipeline_steps": "pipeline_created_on"}
+
+
 @dataclass
 class Truth:
     """Ground truth with what the state checks need: keys, cursor values (epoch µs), commit parents."""
@@ -63,6 +66,8 @@ class Truth:
     pull_requests: Dict[str, Dict[Tuple, int]]  # repo uuid -> {key: updated_on}
     commits: Dict[str, Dict[str, Tuple[int, List[str]]]]  # repo uuid -> {hash: (date, parent hashes)}
     deployments: Dict[str, Dict[Tuple, Optional[int]]]  # repo uuid -> {key: completed_on or None}
+    pipelines: Dict[str, Dict[Tuple, int]] = field(default_factory=dict)  # repo uuid -> {key: created_on}
+    pipeline_steps: Dict[str, Dict[Tuple, int]] = field(default_factory=dict)  # repo uuid -> {key: its pipeline's created_on}
 
     @staticmethod
     def of(workspace) -> "Truth":
@@ -82,8 +87,12 @@ class Truth:
                 out.keys["pull_requests"] |= set(out.pull_requests[repo.uuid])
                 out.keys["commits"] |= {(repo.uuid, h) for h in out.commits[repo.uuid]}
                 out.keys["deployments"] |= set(out.deployments[repo.uuid])
+                pipelines = repo.pipelines if repo.pipelines_enabled else []
+                out.pipelines[repo.uuid] = {(repo.uuid, p.uuid): p.created_us for p in pipelines}
+                out.pipeline_steps[repo.uuid] = {(repo.uuid, p.uuid, step.uuid): p.created_us for p in pipelines for step in p.steps}
             out.keys["workspace_users"] = {(m.account.uuid,) for m in workspace.members}
-            return out
+        out.keys.update(pipeline_truth_keys(workspace))
+        return out
 
 
 # ----------------------------------------------------------------------------- kill and read
@@ -181,6 +190,10 @@ def unclaimed_records(lines: List[str], truth: Truth, start_date_us: int,
             elif stream == "deployments" and entry.get("completed_on"):
                 cursor = parse_iso(entry["completed_on"])
                 claimed |= {k for k, done in truth.deployments.get(uuid, {}).items() if done is not None and done <= cursor}
+            elif stream in ("pipelines", "pipeline_steps") and entry.get(CURSORS[stream]):
+                cursor = parse_iso(entry[CURSORS[stream]])
+                table = truth.pipelines if stream == "pipelines" else truth.pipeline_steps
+                claimed |= {k for k, created in table.get(uuid, {}).items() if start_date_us < created <= cursor}
             elif stream == "commits":
                 commits = truth.commits.get(uuid, {})
                 if entry.get("exclude"):

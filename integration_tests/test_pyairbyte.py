@@ -21,8 +21,9 @@ from typing import Dict, Mapping, Optional, Set, Tuple
 
 import pytest
 
-from integration_tests.ground_truth import key_fields
-from integration_tests.sandbox import STREAMS, SandboxServer, generate_workspace
+from integration_tests.connector_cli import stream_names
+from integration_tests.ground_truth import key_fields, pipeline_truth, truth_keys
+from integration_tests.sandbox import SandboxServer, generate_workspace
 
 pytestmark = [  # noise from PyAirbyte's dependencies, not from the connector
     pytest.mark.filterwarnings("ignore:You are using a Python version:FutureWarning"),
@@ -33,15 +34,8 @@ pytestmark = [  # noise from PyAirbyte's dependencies, not from the connector
 CONNECTOR = Path(sys.executable).parent / "source-bitbucket"
 EMAIL, TOKEN = "dev@example.com", "sandbox-token-pyairbyte-81c2"
 
-# The connector's primary key of each stream, and the same key computed from the sandbox's raw API objects.
-PRIMARY_KEYS = {stream: key_fields(stream) for stream in STREAMS}
-TRUTH_KEYS = {
-    "repositories": lambda r: (r["uuid"],),
-    "pull_requests": lambda r: (r["destination"]["repository"]["uuid"], r["id"]),
-    "commits": lambda r: (r["repository"]["uuid"], r["hash"]),
-    "deployments": lambda r: (r["uuid"],),
-    "workspace_users": lambda r: (r["user"]["uuid"],),
-}
+STREAMS = stream_names()
+PRIMARY_KEYS = {stream: key_fields(stream) for stream in STREAMS}  # the connector's primary key of each stream
 
 
 def _unavailable() -> Optional[str]:
@@ -109,7 +103,8 @@ def read_counts(result) -> Dict[str, int]:
 
 
 def truth(workspace) -> Dict[str, Set[Tuple]]:
-    return {s: {TRUTH_KEYS[s](r) for r in workspace.records(s)} for s in STREAMS}
+    """Every stream's primary keys in the sandbox now."""
+    return truth_keys(workspace)
 
 
 def assert_cache_holds(cache, expected: Mapping[str, Set[Tuple]]) -> None:
@@ -154,4 +149,7 @@ def test_a_second_pyairbyte_read_uses_the_cached_state_and_rereads_full_refresh_
     assert 1 <= counts["repositories"] <= 3
     unfinished = sum(1 for d in workspace.records("deployments") if not d["state"].get("completed_on"))
     assert counts["deployments"] == 1 + unfinished  # the new one, and those still in progress
+    assert counts["environments"] == len(expected["environments"])  # full refresh
+    open_pipelines = {k for k, p in pipeline_truth(workspace)["pipelines"].items() if p["state"]["name"] != "COMPLETED"}
+    assert counts["pipelines"] == len(open_pipelines)  # none new: only the open ones, read again
     assert_cache_holds(cache, expected)

@@ -98,7 +98,7 @@ class Pipelines(RepositoryScopedStream):
     follows_next = False
     listings = ("pipeline_listing",)
     feature_off_statuses = frozenset({404})
-    feature_off = "Pipelines is off"
+    feature_off = "Pipelines is off, or the repository was deleted during the sync"
 
     def __init__(self, pipeline_listing: Optional["PipelineListing"] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
