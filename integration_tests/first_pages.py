@@ -28,6 +28,9 @@ class FirstPage:
     ``.../pipelines/{uuid}/steps/``); ``pipelines`` is then the first page of the repository's
     pipeline listing the pipelines come from (``{"stream", "path", "params"}``: the stream whose
     first page it is, e.g. ``pipelines``), else None.
+
+    ``follows_next``: the stream's own ``follows_next`` (False: the connector builds the next page
+    on its own URL, since the endpoint's ``next`` drops parameters such as ``sort`` or ``fields``).
     """
 
     stream: str
@@ -36,9 +39,10 @@ class FirstPage:
     params: Dict[str, Any]
     per_pipeline: bool = False
     pipelines: Optional[Dict[str, Any]] = None
+    follows_next: bool = True
 
     def to_json(self) -> Dict[str, Any]:
-        """``{"stream", "per_repository", "path", "params", "per_pipeline", "pipelines"}``."""
+        """``{"stream", "per_repository", "path", "params", "per_pipeline", "pipelines", "follows_next"}``."""
         return asdict(self)
 
 
@@ -62,7 +66,7 @@ def first_pages(config: Mapping[str, Any], repository: Mapping[str, str],
             pipelines = _pipeline_listing(streams, stream, repository)
         params = stream.request_params(stream_state={}, stream_slice=stream_slice)
         pages.append(FirstPage(stream.name, per_repository, stream.path(stream_slice=stream_slice), dict(params),
-                               per_pipeline, pipelines))
+                               per_pipeline, pipelines, stream.follows_next))
     return pages
 
 
@@ -74,4 +78,5 @@ def _pipeline_listing(streams, steps: PipelineSteps, repository: Mapping[str, st
     reader = source if source is not None else listing.reader
     stream_slice = reader.slice_for(repository)
     return {"stream": reader.name, "path": reader.path(stream_slice=stream_slice),
-            "params": dict(reader.request_params(stream_state={}, stream_slice=stream_slice))}
+            "params": dict(reader.request_params(stream_state={}, stream_slice=stream_slice)),
+            "follows_next": reader.follows_next}
