@@ -6,10 +6,12 @@ Runs, against one generated sandbox workspace:
 2. an incremental sync with nothing changed (the project's catalog, with the state of a previous
    incremental sync, which is run first and reported too);
 3. a plain sequential ``requests`` loop that fetches the same pages (each stream's first page, path
-   and parameters as the stream instances give them in ``request_plan``, following ``next``) and
-   writes the same records as JSON lines;
+   and parameters as the stream instances give them in ``request_plan``, following ``next``; per
+   repository for the repository-scoped streams, per pipeline of each repository for
+   pipeline_steps, the pipeline listing read once) and writes the same records as JSON lines;
 
-and prints one markdown table: requests per endpoint and against the minimum possible, records,
+and prints one markdown table: requests per endpoint (``ENDPOINTS``: the sandbox's request kinds, the
+pipelines module's environments, pipelines and pipeline_steps included) and against the minimum possible, records,
 records/s, wall and CPU time, peak RSS, and connector / plain-loop ratios. ``--memory-check`` instead
 runs a ~20k-record and a ~200k-record full sync and compares their peak RSS; ``--profile`` adds a
 cProfile of the full sync; ``--json`` prints the results as JSON (the table then goes to stderr).
