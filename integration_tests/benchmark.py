@@ -6,10 +6,12 @@ Runs, against one generated sandbox workspace:
 2. an incremental sync with nothing changed (the project's catalog, with the state of a previous
    incremental sync, which is run first and reported too);
 3. a plain sequential ``requests`` loop that fetches the same pages (each stream's first page, path
-   and parameters as the stream instances give them in ``request_plan``, following ``next``) and
-   writes the same records as JSON lines;
+   and parameters as the stream instances give them in ``request_plan``, following ``next``; per
+   repository for the repository-scoped streams, per pipeline of each repository for
+   pipeline_steps, the pipeline listing read once) and writes the same records as JSON lines;
 
-and prints one markdown table: requests per endpoint and against the minimum possible, records,
+and prints one markdown table: requests per endpoint (``ENDPOINTS``: the sandbox's request kinds, the
+pipelines module's environments, pipelines and pipeline_steps included) and against the minimum possible, records,
 records/s, wall and CPU time, peak RSS, and connector / plain-loop ratios. ``--memory-check`` instead
 runs a ~20k-record and a ~200k-record full sync and compares their peak RSS; ``--profile`` adds a
 cProfile of the full sync; ``--json`` prints the results as JSON (the table then goes to stderr).
@@ -43,14 +45,23 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from integration_tests import connector_cli as cli
 
-ENDPOINTS = ("repositories", "pullrequests", "commits", "deployments", "members")
-MAX_PAGELEN = {"repositories": 100, "pullrequests": 50, "commits": 100, "deployments": 100, "members": 100}
-REPOSITORY_SCOPED = ("pullrequests", "commits", "deployments")
+ENDPOINTS = ("repositories", "pullrequests", "commits", "deployments", "members", "environments", "pipelines",
+             "pipeline_steps")
+MAX_PAGELEN = {"repositories": 100, "pullrequests": 50, "commits": 100, "deployments": 100, "members": 100,
+               "environments": 100, "pipelines": 100, "pipeline_steps": 100}
+# Listings read once per repository (``per_repo``: one item count per repository, in listing order).
+REPOSITORY_SCOPED = ("pullrequests", "commits", "deployments", "environments", "pipelines")
+# Listings read once per pipeline (``per_repo``: one step count per pipeline, every repository's).
+PIPELINE_SCOPED = ("pipeline_steps",)
+# Read in full refresh even by the project's (incremental) catalog: a nothing-changed sync reads them whole.
+FULL_REFRESH_ONLY = ("environments",)
 EMAIL, TOKEN = "bench@example.com", "sandbox-token-bench"
 START_DATE = "2020-01-01T00:00:00Z"
 # The repository of the plain loop's request plan: the plain loop puts each repository's quoted uuid in its place.
 PLACEHOLDER_REPOSITORY = {"uuid": "REPOSITORY-UUID-PLACEHOLDER", "full_name": "REPOSITORY-FULL-NAME-PLACEHOLDER",
                           "slug": "REPOSITORY-SLUG-PLACEHOLDER"}
+# The pipeline of the plan's per-pipeline pages: the plain loop puts each pipeline's quoted uuid in its place.
+PLACEHOLDER_PIPELINE = {"uuid": "PIPELINE-UUID-PLACEHOLDER", "created_on": START_DATE}
 MEMORY_SCALES = {  # ~20k and ~200k records, same 40 repositories, same mix
     "~20k records": dict(repositories=40, pull_requests=3200, commits=16000, deployments=800, members=50),
     "~200k records": dict(repositories=40, pull_requests=32000, commits=160000, deployments=8000, members=50),
@@ -71,8 +82,10 @@ def log(message: str) -> None:
 class Sandbox:
     """``python -m integration_tests.benchmark --_serve``: a SandboxServer in a child process.
 
-    ``info`` holds the API URL and the item counts (per repository) the minimum request counts are
-    computed from. The child exits when its stdin closes, so it never outlives the benchmark.
+    ``info`` holds the API URL and the item counts the minimum request counts and the expected
+    records are computed from: ``per_repo`` (items per repository for each ``REPOSITORY_SCOPED``
+    listing, steps per pipeline for ``pipeline_steps``), ``in_progress_deployments`` and
+    ``open_pipeline_steps`` (the step count of each pipeline not COMPLETED). The child exits when its stdin closes, so it never outlives the benchmark.
     """
 
     def __init__(self, scale: Mapping[str, int], seed: int, latency_ms: int, timeout: float = 600):
@@ -128,16 +141,21 @@ def _serve(spec: Mapping[str, Any]) -> None:
     latency = spec.pop("latency_ms")
     workspace = generate_workspace(**spec)
     repos = workspace.repositories
+    pipelines = [p for r in repos if r.pipelines_enabled for p in r.pipelines]  # Pipelines off: a 404, none
     per_repo = {
         "pullrequests": [len(r.pull_requests) for r in repos],
         "commits": [len(r.graph.listing(r.graph.heads(), ())[1]) for r in repos],
         "deployments": [len(r.deployments) for r in repos],
+        "environments": [len(r.environment_models) for r in repos],
+        "pipelines": [len(r.pipelines) if r.pipelines_enabled else 0 for r in repos],
+        "pipeline_steps": [len(p.steps) for p in pipelines],  # per pipeline
     }
     in_progress = sum(1 for r in repos for d in r.deployments if d.completed_us is None)
+    open_steps = [len(p.steps) for p in pipelines if p.state != "COMPLETED"]
     server = SandboxServer(workspace, email=EMAIL, api_token=TOKEN, latency_ms=latency).start()
     print(json.dumps({"api_url": server.api_url, "origin": server.origin, "workspace": workspace.slug,
                       "repositories": len(repos), "members": len(workspace.members), "per_repo": per_repo,
-                      "in_progress_deployments": in_progress}), flush=True)
+                      "in_progress_deployments": in_progress, "open_pipeline_steps": open_steps}), flush=True)
     sys.stdin.read()
     server.stop()
 
@@ -216,24 +234,52 @@ def minimum_requests(info: Mapping[str, Any], kind: str) -> Dict[str, int]:
     """The fewest requests that can do a run's work with each endpoint's maximum pagelen.
 
     A listing of n items needs ceil(n / pagelen) pages, and at least one request (an empty listing
-    is only known empty once asked). Full sync and plain loop: every listing once, the repository
-    listing included once. Nothing-changed incremental sync: the repository and member listings,
-    plus one request per repository for each repository-scoped stream.
+    is only known empty once asked; a repository with Pipelines off answers its pipeline listing
+    404, one request too). Full sync and plain loop: every listing once, the repository listing
+    included once: each repository-scoped listing per repository, the steps listing per pipeline
+    (the pipeline listing read once, shared by pipelines and pipeline_steps).
+
+    Nothing-changed incremental sync: the repository and member listings; one request per
+    repository for pull requests, commits, deployments and pipelines; every page of environments
+    (full refresh only); and for each open pipeline (not COMPLETED, ``open_pipeline_steps``) one
+    ``GET .../pipelines/{uuid}`` (pipelines) and one steps walk (pipeline_steps).
     """
 
     def pages(n: int, endpoint: str) -> int:
         return max(1, math.ceil(n / MAX_PAGELEN[endpoint]))
 
+    incremental = kind == "incremental"
+    per_repo = info["per_repo"]
     out = {"repositories": pages(info["repositories"], "repositories"), "members": pages(info["members"], "members")}
-    for endpoint in REPOSITORY_SCOPED:
-        counts = info["per_repo"][endpoint]
-        out[endpoint] = len(counts) if kind == "incremental" else sum(pages(n, endpoint) for n in counts)
+    for endpoint in REPOSITORY_SCOPED + PIPELINE_SCOPED:
+        counts = per_repo.get(endpoint, [])
+        out[endpoint] = sum(pages(n, endpoint) for n in counts)
+    if incremental:
+        open_steps = info.get("open_pipeline_steps", [])
+        for endpoint in REPOSITORY_SCOPED:
+            if endpoint not in FULL_REFRESH_ONLY:
+                out[endpoint] = len(per_repo[endpoint])
+        if "pipelines" in per_repo:
+            out["pipelines"] += len(open_steps)
+        if "pipeline_steps" in per_repo:
+            out["pipeline_steps"] = sum(pages(n, "pipeline_steps") for n in open_steps)
     return out
 
 
 def expected_records(info: Mapping[str, Any]) -> int:
+    """Every record of the workspace: repositories, members, each repository-scoped listing's items
+    (pull requests, commits, deployments, environments, pipelines) and every pipeline's steps."""
     per_repo = info["per_repo"]
-    return info["repositories"] + info["members"] + sum(sum(per_repo[e]) for e in REPOSITORY_SCOPED)
+    return info["repositories"] + info["members"] + sum(sum(per_repo.get(e, [])) for e in REPOSITORY_SCOPED + PIPELINE_SCOPED)
+
+
+def unchanged_records(info: Mapping[str, Any]) -> int:
+    """The records of an incremental sync with nothing changed: the members (full refresh), the
+    deployments in progress, every environment (full refresh), and each open pipeline with its steps
+    (read again until COMPLETED)."""
+    open_steps = info.get("open_pipeline_steps", [])
+    return (info["members"] + info["in_progress_deployments"] + sum(info["per_repo"].get("environments", []))
+            + len(open_steps) + sum(open_steps))
 
 
 def count_output(path: Path) -> Dict[str, Any]:
@@ -357,10 +403,13 @@ def request_plan(config: Mapping[str, Any]) -> Dict[str, Any]:
     process of its own, ``--_plan``: the plain loop imports neither the connector nor the CDK, and
     the benchmark's process neither, since a forked child's peak RSS counts the parent's pages).
 
-    ``{"listing": {"path", "params"}, "streams": [{"stream", "per_repository", "path", "params"}, ...]}``:
-    ``listing`` is the repository listing the repository-scoped streams are read for (their parent's
-    first page); ``streams`` are the first pages in full refresh, in the registry's order, with
-    ``PLACEHOLDER_REPOSITORY``'s uuid in the path of those read per repository.
+    ``{"listing": {"path", "params"}, "streams": [{"stream", "per_repository", "path", "params",
+    "per_pipeline", "pipelines"}, ...]}``: ``listing`` is the repository listing the repository-scoped
+    streams are read for (their parent's first page); ``streams`` are the first pages in full
+    refresh, in the registry's order (``first_pages``), with ``PLACEHOLDER_REPOSITORY``'s uuid in the
+    path of those read per repository. A stream read per pipeline (``per_pipeline``: pipeline_steps)
+    has ``PLACEHOLDER_PIPELINE``'s uuid in its path too, and ``pipelines`` is the first page of the
+    repository's pipeline listing (``{"stream", "path", "params"}``) its pipelines come from.
     """
     from integration_tests.first_pages import first_pages
     from source_bitbucket import SourceBitbucket
@@ -368,32 +417,73 @@ def request_plan(config: Mapping[str, Any]) -> Dict[str, Any]:
 
     parent = next(s.parent for s in SourceBitbucket().streams(config) if isinstance(s, RepositoryScopedStream))
     listing = {"path": parent.path(stream_slice={}), "params": dict(parent.request_params(stream_state={}, stream_slice={}))}
-    return {"listing": listing, "streams": [page.to_json() for page in first_pages(config, PLACEHOLDER_REPOSITORY)]}
+    pages = first_pages(config, PLACEHOLDER_REPOSITORY, PLACEHOLDER_PIPELINE)
+    return {"listing": listing, "streams": [page.to_json() for page in pages]}
 
 
 def plain_loop(config_path: str, plan_path: str, out_path: str) -> None:
-    """Child side of ``Bench.plain``: fetch the pages of ``request_plan`` (following ``next``), write
-    JSON lines; records read per repository gain ``repository_uuid`` and ``repository_full_name``."""
-    from urllib.parse import quote
+    """Child side of ``Bench.plain``: fetch the pages of ``request_plan`` (following ``next``
+    verbatim), write JSON lines; records read per repository gain ``repository_uuid`` and
+    ``repository_full_name``, records read per pipeline ``pipeline_uuid`` and ``pipeline_created_on``
+    too, as the connector's do.
+
+    Each listing is read once, as the connector does: the repository listing, and each repository's
+    pipeline listing (its pipelines' uuids and dates are kept when the pipelines stream reads it,
+    for the per-pipeline stream; read for it otherwise). A 403 or 404 on a repository's first page
+    (e.g. Pipelines off) is one request and no records, as the connector skips it.
+
+    ``next`` is followed verbatim, except on a stream whose connector builds its next page itself
+    (``follows_next`` False: pipelines, pipeline_steps): there the first page's parameters that
+    ``next`` dropped are put back (same number of requests). Bitbucket's pipelines ``next`` keeps
+    only ``page`` and ``pagelen``: followed verbatim, page 2 on of the ``sort=-created_on`` listing
+    come oldest first, so a repository with more than 100 pipelines repeats some and misses others
+    (the same count of pipelines, but the steps of the wrong pipelines: at the default scale, 37
+    steps too few).
+    """
+    from urllib.parse import parse_qs, quote, urlsplit
 
     import requests
 
     config, plan = json.loads(Path(config_path).read_text()), json.loads(Path(plan_path).read_text())
     session = requests.Session()
     session.auth = (config["email"], config["api_token"])
-    base, placeholder = config["api_url"], PLACEHOLDER_REPOSITORY["uuid"]
+    base = config["api_url"]
+    repository_placeholder, pipeline_placeholder = PLACEHOLDER_REPOSITORY["uuid"], PLACEHOLDER_PIPELINE["uuid"]
 
-    def values(path: str, params: Mapping[str, Any]):
-        url = f"{base}/{path}"
+    def values(path: str, params: Mapping[str, Any], skip_missing: bool = False, follows_next: bool = True):
+        url, first, first_page = f"{base}/{path}", params, True
         while url:
             response = session.get(url, params=params, timeout=120)
+            if skip_missing and first_page and response.status_code in (403, 404):
+                return  # the first page of a repository's listing: no access, or the feature is off
             response.raise_for_status()
             body = response.json()
             yield from body.get("values", [])
-            url, params = body.get("next"), None
+            url, params, first_page = body.get("next"), None, False
+            if url and not follows_next and first:  # put back what next dropped (sort, fields)
+                kept = parse_qs(urlsplit(url).query)
+                params = {name: value for name, value in first.items() if name not in kept} or None
+
+    def key(path: str, params: Mapping[str, Any]) -> str:
+        return json.dumps([path, params], sort_keys=True)
+
+    def for_repository(path: str, repository: Mapping[str, Any]) -> str:
+        return path.replace(repository_placeholder, quote(repository["uuid"], safe=""))
 
     listing = plan["listing"]
     repositories = list(values(listing["path"], listing["params"]))  # read once, as the connector does
+    # The pipeline listings the per-pipeline streams need: {key(path, params): {repository uuid: [(uuid, created_on)]}}
+    wanted = {key(page["pipelines"]["path"], page["pipelines"]["params"]) for page in plan["streams"] if page.get("per_pipeline")}
+    pipelines_read: Dict[str, Dict[str, List[Any]]] = {k: {} for k in wanted}
+
+    def pipelines_of(source: Mapping[str, Any], repository: Mapping[str, Any]) -> List[Any]:
+        known = pipelines_read.setdefault(key(source["path"], source["params"]), {})
+        if repository["uuid"] not in known:
+            known[repository["uuid"]] = [(p["uuid"], p.get("created_on"))
+                                         for p in values(for_repository(source["path"], repository), source["params"], True,
+                                                         source.get("follows_next", True))]
+        return known[repository["uuid"]]
+
     counts: Dict[str, int] = {}
     with open(out_path, "w") as out:
         for page in plan["streams"]:
@@ -405,12 +495,25 @@ def plain_loop(config_path: str, plan_path: str, out_path: str) -> None:
                     out.write(json.dumps(record) + "\n")
                     counts[stream] += 1
                 continue
+            kept = pipelines_read.get(key(path, params))  # this listing is one a per-pipeline stream needs
             for repository in repositories:
-                for record in values(path.replace(placeholder, quote(repository["uuid"], safe="")), params):
-                    record["repository_uuid"] = repository["uuid"]
-                    record["repository_full_name"] = repository["full_name"]
-                    out.write(json.dumps(record) + "\n")
-                    counts[stream] += 1
+                if page.get("per_pipeline"):
+                    pages = [(for_repository(path, repository).replace(pipeline_placeholder, quote(uuid, safe="")),
+                              {"pipeline_uuid": uuid, "pipeline_created_on": created_on})
+                             for uuid, created_on in pipelines_of(page["pipelines"], repository)]
+                else:
+                    pages = [(for_repository(path, repository), {})]
+                    if kept is not None:
+                        kept[repository["uuid"]] = []
+                for url_path, extra in pages:
+                    for record in values(url_path, params, True, page.get("follows_next", True)):
+                        record["repository_uuid"] = repository["uuid"]
+                        record["repository_full_name"] = repository["full_name"]
+                        record.update(extra)
+                        if kept is not None and not page.get("per_pipeline"):
+                            kept[repository["uuid"]].append((record["uuid"], record.get("created_on")))
+                        out.write(json.dumps(record) + "\n")
+                        counts[stream] += 1
     print(json.dumps(counts))
 
 
@@ -427,7 +530,7 @@ def benchmark(args: argparse.Namespace, scale: Mapping[str, int], tmp: Path) -> 
         full, _ = bench.connector("full sync", "full", full_catalog(), expect=expect)
         incremental_catalog = cli.catalog()
         first, state = bench.connector("incremental, no state", "full", incremental_catalog, expect=expect)
-        unchanged_expect = sandbox.info["members"] + sandbox.info["in_progress_deployments"]
+        unchanged_expect = unchanged_records(sandbox.info)
         again, _ = bench.connector("incremental, nothing changed", "incremental", incremental_catalog, state=state,
                                    expect=unchanged_expect)
         result = {"scale": dict(scale), "seed": args.seed, "latency_ms": args.latency_ms,

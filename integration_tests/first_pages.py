@@ -7,36 +7,76 @@ plain loop's request plan), so that neither restates the streams' paths and para
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from source_bitbucket import SourceBitbucket
+from source_bitbucket.streams.pipeline_steps import PipelineSteps
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
+
+# The pipeline a per-pipeline stream's first page is built for when the caller names none.
+EXAMPLE_PIPELINE = {"uuid": "{00000000-0000-0000-0000-0000000000ff}", "created_on": "2020-01-01T00:00:00Z"}
 
 
 @dataclass(frozen=True)
 class FirstPage:
     """One stream's first request in full refresh: ``path`` relative to ``api_url`` (for a stream read
-    per repository, the path of the ``repository`` passed to :func:`first_pages`) and ``params``
-    (``{name: value or list of values}``, as ``request_params`` gives them)."""
+    per repository, the path of the ``repository`` passed to :func:`first_pages`; for a stream read
+    per pipeline, that of the ``pipeline`` too) and ``params`` (``{name: value or list of values}``,
+    as ``request_params`` gives them).
+
+    ``per_pipeline``: the stream reads one listing per pipeline of each repository (pipeline_steps:
+    ``.../pipelines/{uuid}/steps/``); ``pipelines`` is then the first page of the repository's
+    pipeline listing the pipelines come from (``{"stream", "path", "params"}``: the stream whose
+    first page it is, e.g. ``pipelines``), else None.
+
+    ``follows_next``: the stream's own ``follows_next`` (False: the connector builds the next page
+    on its own URL, since the endpoint's ``next`` drops parameters such as ``sort`` or ``fields``).
+    """
 
     stream: str
     per_repository: bool
     path: str
     params: Dict[str, Any]
+    per_pipeline: bool = False
+    pipelines: Optional[Dict[str, Any]] = None
+    follows_next: bool = True
 
     def to_json(self) -> Dict[str, Any]:
-        """``{"stream", "per_repository", "path", "params"}``."""
+        """``{"stream", "per_repository", "path", "params", "per_pipeline", "pipelines", "follows_next"}``."""
         return asdict(self)
 
 
-def first_pages(config: Mapping[str, Any], repository: Mapping[str, str]) -> List[FirstPage]:
+def first_pages(config: Mapping[str, Any], repository: Mapping[str, str],
+                pipeline: Optional[Mapping[str, str]] = None) -> List[FirstPage]:
     """Every stream of ``SourceBitbucket().streams(config)`` (the registry's order), with its first
     page in full refresh; ``repository`` (``{"uuid", "full_name", "slug"}``) is the one repository
-    the repository-scoped streams' slice is built for (``slice_for``)."""
+    the repository-scoped streams' slice is built for (``slice_for``), and ``pipeline``
+    (``{"uuid", "created_on"}``, default ``EXAMPLE_PIPELINE``) the pipeline a per-pipeline stream's
+    slice gets (``stream_slice["pipeline"]``, what its ``read_slice`` adds for each pipeline)."""
+    streams = SourceBitbucket().streams(config)
+    pipeline = dict(pipeline or EXAMPLE_PIPELINE)
     pages = []
-    for stream in SourceBitbucket().streams(config):
+    for stream in streams:
         per_repository = isinstance(stream, RepositoryScopedStream)
-        stream_slice = stream.slice_for(repository) if per_repository else {}
+        per_pipeline = isinstance(stream, PipelineSteps)
+        stream_slice = dict(stream.slice_for(repository)) if per_repository else {}
+        pipelines = None
+        if per_pipeline:
+            stream_slice["pipeline"] = pipeline
+            pipelines = _pipeline_listing(streams, stream, repository)
         params = stream.request_params(stream_state={}, stream_slice=stream_slice)
-        pages.append(FirstPage(stream.name, per_repository, stream.path(stream_slice=stream_slice), dict(params)))
+        pages.append(FirstPage(stream.name, per_repository, stream.path(stream_slice=stream_slice), dict(params),
+                               per_pipeline, pipelines, stream.follows_next))
     return pages
+
+
+def _pipeline_listing(streams, steps: PipelineSteps, repository: Mapping[str, str]) -> Dict[str, Any]:
+    """The first page of ``repository``'s pipeline listing: that of the registered stream reading the
+    same ``PipelineListing`` as ``steps`` (the pipelines stream), else that of the listing's own reader."""
+    listing = steps.pipeline_listing
+    source = next((s for s in streams if s is not steps and getattr(s, "pipeline_listing", None) is listing), None)
+    reader = source if source is not None else listing.reader
+    stream_slice = reader.slice_for(repository)
+    return {"stream": reader.name, "path": reader.path(stream_slice=stream_slice),
+            "params": dict(reader.request_params(stream_state={}, stream_slice=stream_slice)),
+            "follows_next": reader.follows_next}

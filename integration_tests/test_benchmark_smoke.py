@@ -9,7 +9,8 @@ import sys
 from integration_tests import benchmark
 from integration_tests.connector_cli import PROJECT_ROOT
 
-TINY = ["--repositories", "3", "--pull-requests", "12", "--commits", "24", "--deployments", "6", "--members", "4",
+TINY_SCALE = {"repositories": 3, "pull_requests": 12, "commits": 24, "deployments": 6, "members": 4}
+TINY = [*(arg for name, value in TINY_SCALE.items() for arg in (f"--{name.replace('_', '-')}", str(value))),
         "--latency-ms", "0", "--timeout", "60"]
 
 
@@ -27,7 +28,16 @@ def table_rows(stdout: str):
     return header, rows
 
 
+def tiny_info():
+    """The tiny sandbox's info line (item counts), from the benchmark's own sandbox process (seed 1)."""
+    with benchmark.Sandbox(TINY_SCALE, seed=1, latency_ms=0, timeout=60) as sandbox:
+        return sandbox.info
+
+
 def test_tiny_run_prints_the_table():
+    info = tiny_info()
+    # The tiny sandbox has the pipeline streams' records too: the totals come from its item counts.
+    assert sum(info["per_repo"]["environments"]) and sum(info["per_repo"]["pipelines"]) and info["per_repo"]["pipeline_steps"]
     completed = subprocess.run([sys.executable, "-m", "integration_tests.benchmark", *TINY], capture_output=True,
                                text=True, timeout=120, cwd=PROJECT_ROOT)
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -43,19 +53,44 @@ def test_tiny_run_prints_the_table():
             requests, ratio = row[endpoint].split(" (×")
             assert int(requests) >= 1 and float(ratio.rstrip(")")) > 0, row
         assert float(row["peak RSS MB"]) > 0 and float(row["wall s"]) > 0
-    full = rows[0]
-    assert int(full["records"].replace(",", "")) == 3 + 12 + 24 + 6 + 4
+    full, first, unchanged, plain = rows
+    pipelines, steps = sum(info["per_repo"]["pipelines"]), sum(info["per_repo"]["pipeline_steps"])
+    total = 3 + 12 + 24 + 6 + 4 + sum(info["per_repo"]["environments"]) + pipelines + steps
+    assert benchmark.expected_records(info) == total
+    for row in (full, first, plain):
+        assert int(row["records"].replace(",", "")) == total, row
+    open_steps = info["open_pipeline_steps"]
+    again = 4 + info["in_progress_deployments"] + sum(info["per_repo"]["environments"]) + len(open_steps) + sum(open_steps)
+    assert benchmark.unchanged_records(info) == again
+    assert int(unchanged["records"].replace(",", "")) == again, unchanged
     assert float(full["wall vs plain"]) > 0 and float(full["records/s vs plain"]) > 0
     assert "[benchmark" in completed.stderr  # progress goes to stderr, not into the table
 
 
 def test_minimum_requests():
-    info = {"repositories": 3, "members": 101, "per_repo": {"pullrequests": [0, 50, 51], "commits": [0, 100, 250],
-                                                            "deployments": [0, 1, 100]}}
-    assert benchmark.minimum_requests(info, "full") == {"repositories": 1, "members": 2, "pullrequests": 1 + 1 + 2,
-                                                        "commits": 1 + 1 + 3, "deployments": 1 + 1 + 1}
-    assert benchmark.minimum_requests(info, "incremental") == {"repositories": 1, "members": 2, "pullrequests": 3,
-                                                               "commits": 3, "deployments": 3}
+    info = {"repositories": 3, "members": 101,
+            "per_repo": {"pullrequests": [0, 50, 51], "commits": [0, 100, 250], "deployments": [0, 1, 100],
+                         "environments": [0, 3, 101], "pipelines": [0, 100, 201],  # 0: e.g. Pipelines off (a 404)
+                         "pipeline_steps": [1, 4, 0, 101] + [2] * 297},  # per pipeline (301 pipelines)
+            "in_progress_deployments": 1, "open_pipeline_steps": [4, 101, 0]}
+    assert benchmark.minimum_requests(info, "full") == {
+        "repositories": 1, "members": 2, "pullrequests": 1 + 1 + 2, "commits": 1 + 1 + 3, "deployments": 1 + 1 + 1,
+        "environments": 1 + 1 + 2, "pipelines": 1 + 1 + 3, "pipeline_steps": 1 + 1 + 1 + 2 + 297}
+    assert benchmark.minimum_requests(info, "incremental") == {
+        "repositories": 1, "members": 2, "pullrequests": 3, "commits": 3, "deployments": 3,
+        "environments": 1 + 1 + 2,  # full refresh: every page again
+        "pipelines": 3 + 3,  # one page per repository, one GET per open pipeline
+        "pipeline_steps": 1 + 2 + 1}  # one walk per open pipeline
+    assert set(benchmark.minimum_requests(info, "full")) == set(benchmark.ENDPOINTS)
+
+
+def test_expected_records():
+    info = {"repositories": 3, "members": 5,
+            "per_repo": {"pullrequests": [1, 2, 3], "commits": [4, 5, 6], "deployments": [0, 1, 2],
+                         "environments": [0, 3, 3], "pipelines": [0, 2, 1], "pipeline_steps": [1, 4, 2]},
+            "in_progress_deployments": 1, "open_pipeline_steps": [4]}
+    assert benchmark.expected_records(info) == 3 + 5 + 6 + 15 + 3 + 6 + 3 + 7
+    assert benchmark.unchanged_records(info) == 5 + 1 + 6 + 1 + 4  # members, deployments, environments, open ones
 
 
 def test_json_output_is_machine_readable():
