@@ -310,3 +310,50 @@ def test_environments_are_kept_as_they_come_per_repository(config):
     [record] = [r.record.data for r in output.records]
     assert record == {**environment, "repository_uuid": REPO["uuid"], "repository_full_name": REPO["full_name"]}
     assert query(responses.calls[1].request.url) == {"pagelen": ["100"]}
+
+
+@responses.activate
+def test_a_pipeline_whose_steps_answer_404_stays_open_so_its_steps_are_asked_again(config):
+    listing(REPO)
+    responses.get(PIPELINES, json=pipelines_page([pipeline(2, 2), pipeline(1, 1)]), match=on_page(1))
+    responses.get(steps_url(2), status=404, json={"type": "error", "error": {"message": "Not found"}})
+    responses.get(steps_url(1), json=pipelines_page([step(1, 1)]))
+
+    output = run_read(config, ["pipeline_steps"], SyncMode.incremental)
+
+    assert not output.errors
+    assert [r.record.data["uuid"] for r in output.records] == ["{s1}"]
+    assert final_state(output, "pipeline_steps") == {
+        REPO["uuid"]: {"pipeline_created_on": "2024-05-02T10:00:00.123456+00:00", "open": ["{p2}"]},  # COMPLETED, but unread
+    }
+
+
+@responses.activate
+def test_an_unreadable_open_list_reads_the_repository_again_from_start_date_with_a_warning(config):
+    listing(REPO)
+    listed = responses.get(PIPELINES, json=pipelines_page([pipeline(2, 2), pipeline(1, 1)]), match=on_page(1))
+    state = {REPO["uuid"]: {"created_on": "2024-05-09T00:00:00.000000+00:00", "open": "not-a-list"}}
+
+    output = run_read(config, ["pipelines"], SyncMode.incremental, state={"pipelines": state})
+
+    assert not output.errors
+    assert [r.record.data["uuid"] for r in output.records] == ["{p2}", "{p1}"]  # older than the dropped cursor
+    warnings = [m.log.message for m in output.logs if m.log.level.value == "WARN"]
+    assert len(warnings) == 1 and REPO["uuid"] in warnings[0] and "not a list of pipeline uuids" in warnings[0]
+    assert listed.call_count == 1
+    assert final_state(output, "pipelines") == {REPO["uuid"]: {"created_on": "2024-05-02T10:00:00.123456+00:00"}}
+
+
+@responses.activate
+def test_an_open_pipeline_that_is_gone_leaves_the_open_set_with_one_info_line(config):
+    listing(REPO)
+    responses.get(PIPELINES, json=pipelines_page([pipeline(12, 12)]), match=on_page(1))
+    responses.get(repository_url(REPO, f"pipelines/{quote('{p5}', safe='')}"), status=404,
+                  json={"type": "error", "error": {"message": "Not found"}})
+    state = {REPO["uuid"]: {"created_on": "2024-05-10T00:00:00.000000+00:00", "open": ["{p5}"]}}
+
+    output = run_read(config, ["pipelines"], SyncMode.incremental, state={"pipelines": state})
+
+    assert not output.errors and not [m for m in output.logs if m.log.level.value == "WARN"]
+    assert [m.log.message for m in output.logs if "{p5}" in m.log.message and "no longer found" in m.log.message]
+    assert final_state(output, "pipelines") == {REPO["uuid"]: {"created_on": "2024-05-12T10:00:00.123456+00:00"}}

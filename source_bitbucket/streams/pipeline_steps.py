@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
+import requests
 from airbyte_cdk.models import SyncMode
 
 from source_bitbucket.dates import parse_datetime
 from source_bitbucket.streams.base import BitbucketStream
-from source_bitbucket.streams.pipelines import PipelineRefs, is_completed, open_uuids, pipeline_ref, write_open
+from source_bitbucket.streams.pipelines import OpenPipelines, PipelineRefs, is_completed, pipeline_ref, write_open
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 
 # The step fields kept, and the only ones asked for (``fields=``). Never: ``image.username``,
@@ -80,7 +81,7 @@ class PipelineListing:
             return self._locks.setdefault(uuid, threading.Lock())
 
 
-class PipelineSteps(RepositoryScopedStream):
+class PipelineSteps(OpenPipelines, RepositoryScopedStream):
     """Steps of every pipeline new or open since the last sync. Primary key (``repository_uuid``,
     ``pipeline_uuid``, ``uuid``), cursor ``pipeline_created_on``, ``pagelen`` 100.
 
@@ -98,9 +99,9 @@ class PipelineSteps(RepositoryScopedStream):
       Bitbucket sends more: registry credentials and commands never leave this class. PENDING and
       NOT_RUN steps have no dates or durations.
     * State per repository: ``{"pipeline_created_on": <newest pipeline read>, "open": [<pipelines
-      not COMPLETED when their steps were read>]}``: their steps are read again on later syncs until
-      the pipeline is COMPLETED.
-    * A 404 on one pipeline's steps skips that pipeline with one warning.
+      not COMPLETED when their steps were read, or whose steps answered 403/404>]}``: their steps are
+      read again on later syncs until the pipeline is COMPLETED (and read).
+    * A 403/404 on one pipeline's steps skips that pipeline with one warning; it stays open.
     """
 
     name = "pipeline_steps"
@@ -116,9 +117,7 @@ class PipelineSteps(RepositoryScopedStream):
         self.pipeline_listing = pipeline_listing
         self._read: Dict[str, List[Mapping[str, Any]]] = {}  # repository uuid -> pipelines read, until on_slice_read
         self._requests = 0  # steps walks in this sync, for the progress log
-
-    def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
-        return {"open": open_uuids(self.state if incremental else None, repository)}
+        self._skipped: Dict[str, set] = {}  # repository uuid -> pipelines whose steps answered 403/404, until on_slice_read
 
     def read_slice(
         self,
@@ -166,7 +165,17 @@ class PipelineSteps(RepositoryScopedStream):
             newest = max(dated, key=lambda p: parse_datetime(p["created_on"]))
             self.advance_state({"repository_uuid": repository["uuid"], "repository_full_name": repository["full_name"],
                                 self.cursor_field: newest["created_on"]})
-        write_open(self._state, repository["uuid"], [p["uuid"] for p in pipelines if not is_completed(p)])
+        skipped = self._skipped.pop(repository["uuid"], set())
+        write_open(self._state, repository["uuid"], [p["uuid"] for p in pipelines if not is_completed(p) or p["uuid"] in skipped])
+
+    def on_partition_skipped(self, response: requests.Response, stream_slice: Mapping[str, Any]) -> None:
+        """One pipeline's steps answered 403/404: one warning, and the pipeline stays in ``open`` so that
+        the next sync asks again (if the pipeline itself is gone by then, its single read answers 404
+        and it leaves ``open``): the cursor moving past it must not lose its steps."""
+        super().on_partition_skipped(response, stream_slice)
+        pipeline = stream_slice.get("pipeline")
+        if pipeline:
+            self._skipped.setdefault(stream_slice["repository"]["uuid"], set()).add(pipeline["uuid"])
 
     def progress_note(self) -> str:
         return f"{self._requests} steps requests (one per pipeline)"

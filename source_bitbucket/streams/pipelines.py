@@ -3,7 +3,7 @@ pipeline_steps stream uses when it reads the listing itself."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, MutableMapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Tuple
 from urllib.parse import quote, urlparse
 
 import requests
@@ -59,7 +59,44 @@ def write_open(state: MutableMapping[str, Any], repository_uuid: str, uuids: Ite
         state.pop(repository_uuid, None)
 
 
-class Pipelines(RepositoryScopedStream):
+def unreadable_open(state: Mapping[str, Any], cursor_field: str) -> Tuple[Dict[str, Any], List[str]]:
+    """``state`` without the cursor of each repository whose ``open`` list cannot be read (not a list,
+    or an item that is not a uuid string): those repositories are read again from an older cursor or
+    ``start_date`` (duplicates, never losses: the open pipelines it named are among them). Returns the
+    state to use and one problem per repository."""
+    clean: Dict[str, Any] = dict(state or {})
+    problems: List[str] = []
+    for key, entry in list(clean.items()):
+        if not isinstance(entry, Mapping) or "open" not in entry:
+            continue
+        listed = entry["open"]
+        if isinstance(listed, list) and all(isinstance(uuid, str) and uuid for uuid in listed):
+            continue
+        problems.append(f"the open pipelines of repository {key} ({listed!r:.80}) are not a list of pipeline uuids: "
+                        "its pipelines are read again from start_date")
+        rest = {k: v for k, v in entry.items() if k not in ("open", cursor_field)}
+        if rest:
+            clean[key] = rest
+        else:
+            del clean[key]
+    return clean, problems
+
+
+class OpenPipelines:
+    """What pipelines and pipeline_steps share about the pipelines open at the last sync: the slice's
+    ``open`` list (from the repository's state entry) and the check of incoming ``open`` lists."""
+
+    def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
+        return {"open": open_uuids(self.state if incremental else None, repository)}
+
+    def _use_state(self, value: Mapping[str, Any]) -> None:
+        clean, problems = unreadable_open(value, self.cursor_field)
+        for problem in problems:
+            self.logger.warning(f"{self.name}: {problem}. It is not written back (duplicates possible, nothing lost).")
+        super()._use_state(clean)
+
+
+class Pipelines(OpenPipelines, RepositoryScopedStream):
     """Pipelines of every repository. Primary key (``repository_uuid``, ``uuid``), cursor
     ``created_on``, ``pagelen`` 100 (the endpoint's maximum).
 
@@ -104,9 +141,6 @@ class Pipelines(RepositoryScopedStream):
         super().__init__(**kwargs)
         self.pipeline_listing = pipeline_listing  # told what was read, for pipeline_steps
         self._read: Dict[str, List[Mapping[str, Any]]] = {}  # repository uuid -> refs read, until on_slice_read
-
-    def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
-        return {"open": open_uuids(self.state if incremental else None, repository)}
 
     def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
         return {} if stream_slice.get("pipeline_uuid") else {"sort": "-created_on"}
@@ -200,6 +234,17 @@ class Pipelines(RepositoryScopedStream):
         created = parse_datetime(record.get("created_on"))
         if stream_slice.get("pipeline_uuid") or created is None or created > parse_datetime(stream_slice["since"]):
             yield from super().transform(record, stream_slice)
+
+
+    def on_partition_skipped(self, response: requests.Response, stream_slice: Mapping[str, Any]) -> None:
+        """A pipeline read again by uuid that answers 403/404 is gone: one info line (it leaves
+        ``open``); the listing's answers are logged as for every repository-scoped stream."""
+        uuid = stream_slice.get("pipeline_uuid")
+        if uuid:
+            self.logger.info(f"{self.name}: {self.partition_name(stream_slice)} is no longer found (HTTP {response.status_code}); "
+                             "it is not read again.")
+        else:
+            super().on_partition_skipped(response, stream_slice)
 
 
 class PipelineRefs(Pipelines):
