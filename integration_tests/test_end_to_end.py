@@ -177,7 +177,7 @@ def test_an_unchanged_workspace_costs_one_request_per_repository_and_stream(sand
     assert counts["environments"] == repositories
     assert counts["pipelines"] == repositories + len(unfinished)  # one page each, one GET per open pipeline, shared
     assert counts["pipeline_steps"] == len(unfinished)
-    assert counts["repositories"] == 2  # the filtered window for the stream, the listing for the children
+    assert counts["repositories"] == 1  # the listing, once: the repositories stream filters it too
 
 
 def test_reading_repositories_concurrently_gives_the_same_records_order_and_state(sandbox):

@@ -77,6 +77,7 @@ class SourceBitbucket(AbstractSource):
         """``AbstractSource.read``, after refusing a catalog that names unknown streams (before any
         request), and without claiming "Finished syncing <stream>" for a stream that was interrupted
         (Ctrl-C, or the reader closed mid-stream): the CDK logs it in a ``finally``."""
+        self._selected = {configured.stream.name for configured in catalog.streams}
         check_catalog_streams(catalog, [stream.name for stream in self.streams(config)], self._catalog_path)
         self._unfinished = set()  # this read's: a source may read more than once
         note = _UnfinishedStreams(self._unfinished)
@@ -141,7 +142,10 @@ class SourceBitbucket(AbstractSource):
             "pull_request_listing": PullRequestListing(PullRequestRefs(parent=repositories, **common)),
             "pipeline_listing": PipelineListing(PipelineRefs(parent=repositories, **common)),
         }
-        return [_build(stream_class, repositories, listings, common) for stream_class in STREAM_CLASSES]
+        streams = [_build(stream_class, repositories, listings, common) for stream_class in STREAM_CLASSES]
+        selected = getattr(self, "_selected", set())  # the streams of the catalog being read
+        repositories.listing_read_anyway = any(isinstance(s, RepositoryScopedStream) and s.name in selected for s in streams)
+        return streams
 
 
 class _UnfinishedStreams(logging.Filter):

@@ -59,6 +59,24 @@ def test_repositories_incremental_filters_on_the_server_and_advances_the_cursor(
 
 
 @responses.activate
+def test_with_a_repository_scoped_stream_selected_the_listing_is_read_once_and_filtered_here(config):
+    newer, older, newest = repository(2), repository(1), repository(3)
+    newer["updated_on"], newest["updated_on"] = "2024-01-02T00:00:00.5+01:00", "2024-03-01T00:00:00Z"
+    responses.get(LISTING, json=page([newest, older, newer]))
+    for repo in (newer, older, newest):
+        responses.get(repository_url(repo, "deployments"), json=page([]))
+    state = {"repositories": {"updated_on": "2024-01-01T12:00:00Z"}}
+
+    output = run_read(config, ["repositories", "deployments"], SyncMode.incremental, state=state)
+
+    assert not output.errors
+    assert len(calls_to(LISTING)) == 1 and query(calls_to(LISTING)[0]) == {"pagelen": ["100"]}  # the whole listing, once
+    # what q=updated_on>cursor&sort=updated_on would answer: after the cursor (as instants), oldest first
+    assert [r.record.data["uuid"] for r in output.records if r.record.stream == "repositories"] == [newer["uuid"], newest["uuid"]]
+    assert final_state(output, "repositories") == {"updated_on": "2024-03-01T00:00:00.000000+00:00"}
+
+
+@responses.activate
 def test_a_later_start_date_beats_an_older_cursor(config):
     config["start_date"] = "2024-06-01T00:00:00+02:00"
     responses.get(LISTING, json=page([]))

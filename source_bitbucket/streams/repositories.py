@@ -9,7 +9,7 @@ from urllib.parse import quote
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.streams.core import StreamData
 
-from source_bitbucket.dates import format_datetime
+from source_bitbucket.dates import format_datetime, parse_datetime
 from source_bitbucket.streams.base import BitbucketStream
 
 
@@ -38,12 +38,25 @@ class RepositoryListing:
             return self._records
 
 
+def updated_after(records: Iterable[Mapping[str, Any]], since: str) -> List[Mapping[str, Any]]:
+    """The repository records with ``updated_on`` after ``since`` (compared as instants), oldest
+    first: what ``q=updated_on>{since}&sort=updated_on`` answers. A record without a readable
+    ``updated_on`` is kept (the server cannot say it is older either; duplicates, never losses)."""
+    bound = parse_datetime(since)
+    dated = [(parse_datetime(r.get("updated_on")), r) for r in records]
+    kept = [(updated, r) for updated, r in dated if updated is None or bound is None or updated > bound]
+    return [r for _, r in sorted(kept, key=lambda pair: (pair[0] is not None, pair[0].timestamp() if pair[0] else 0.0))]
+
+
 class Repositories(BitbucketStream):
     """The workspace's repositories. Primary key ``uuid``, cursor ``updated_on``, ``pagelen`` 100.
 
-    Incremental reads filter on the server with BBQL ``q=updated_on>{cursor}`` and
-    ``sort=updated_on``; full refresh emits ``listing`` (the ``RepositoryListing`` the
-    repository-scoped streams share, so a full sync requests each listing page once). State:
+    Full refresh emits ``listing`` (the ``RepositoryListing`` the repository-scoped streams share, so
+    a full sync requests each listing page once). Incremental: when a repository-scoped stream is
+    selected too (``listing_read_anyway``, set by the source from the catalog), the shared listing
+    is filtered here (``updated_on`` after the cursor, ascending, as the server would), so the listing
+    is requested once per sync; alone, the stream filters on the server with BBQL
+    ``q=updated_on>{cursor}`` and ``sort=updated_on`` (fewer pages). State:
     ``{"updated_on": <canonical date-time>}``, written once the listing has been walked without a
     shift (see ``BitbucketStream``).
     """
@@ -57,6 +70,7 @@ class Repositories(BitbucketStream):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.listing = RepositoryListing(self._read_listing)
+        self.listing_read_anyway = False  # a repository-scoped stream of this sync reads the whole listing
 
     def first_page_path(self, stream_slice: Mapping[str, Any]) -> str:
         return f"repositories/{quote(self.config.workspace, safe='')}"
@@ -81,11 +95,15 @@ class Repositories(BitbucketStream):
         stream_slice: Optional[Mapping[str, Any]] = None,
         stream_state: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[StreamData]:
-        """Full refresh emits the shared listing; incremental reads its own server-side filtered window."""
-        if "since" in (stream_slice or {}):
-            records: Iterable[StreamData] = super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
+        """Full refresh emits the shared listing; incremental filters it here when it is read anyway,
+        else reads its own server-side filtered window."""
+        since = (stream_slice or {}).get("since")
+        if since is None:
+            records: Iterable[StreamData] = self.listing.records()
+        elif self.listing_read_anyway:
+            records = updated_after(self.listing.records(), since)
         else:
-            records = self.listing.records()
+            records = super().read_records(sync_mode, cursor_field, stream_slice, stream_state)
         for record in records:
             yield record
             self.advance_state(record)  # the stream-wide cursor (state_per_repository is False)
