@@ -227,7 +227,10 @@ class Run:
         """Requests / minimum for one endpoint, or over all of them."""
         keys = [endpoint] if endpoint else list(ENDPOINTS)
         minimum = sum(self.minimum.get(k, 0) for k in keys)
-        return sum(self.requests.get(k, 0) for k in keys) / minimum if minimum else None
+        requests = sum(self.requests.get(k, 0) for k in keys)
+        if not minimum:
+            return 1.0 if requests == 0 else None  # nothing needed, nothing asked: at the minimum
+        return requests / minimum
 
 
 def minimum_requests(info: Mapping[str, Any], kind: str) -> Dict[str, int]:
@@ -239,8 +242,9 @@ def minimum_requests(info: Mapping[str, Any], kind: str) -> Dict[str, int]:
     included once: each repository-scoped listing per repository, the steps listing per pipeline
     (the pipeline listing read once, shared by pipelines and pipeline_steps).
 
-    Nothing-changed incremental sync: the repository and member listings; one request per
-    repository for pull requests, commits, deployments and pipelines; every page of environments
+    Nothing-changed incremental sync: the repository and member listings; no commits request (no
+    repository's ``updated_on`` moved); one request per repository for pull requests, deployments
+    and pipelines; every page of environments
     (full refresh only); and for each open pipeline (not COMPLETED, ``open_pipeline_steps``) one
     ``GET .../pipelines/{uuid}`` (pipelines) and one steps walk (pipeline_steps).
     """
@@ -259,6 +263,7 @@ def minimum_requests(info: Mapping[str, Any], kind: str) -> Dict[str, int]:
         for endpoint in REPOSITORY_SCOPED:
             if endpoint not in FULL_REFRESH_ONLY:
                 out[endpoint] = len(per_repo[endpoint])
+        out["commits"] = 0  # no repository was pushed to: its updated_on did not move (the skip rule)
         if "pipelines" in per_repo:
             out["pipelines"] += len(open_steps)
         if "pipeline_steps" in per_repo:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 import responses
 from airbyte_cdk.models import FailureType, SyncMode
 
+from source_bitbucket.dates import format_datetime, parse_datetime
 from source_bitbucket.streams import STREAM_CLASSES
 from unit_tests.conftest import API, WORKSPACE, final_state, page, repository, repository_url, run_read
 
@@ -266,9 +268,10 @@ def test_commits_ask_only_for_commits_not_reachable_from_the_tips_already_read(c
 
     assert query(calls_to(url)[0]) == {"pagelen": ["100"], "exclude": ["abc1234"]}
     assert [r.record.data["hash"] for r in output.records] == ["c3", "b1", "c2"]
-    assert final_state(output, "commits") == {
-        repo["uuid"]: {"date": "2024-05-03T00:00:00.000000+00:00", "exclude": ["b1", "c3"]}
-    }
+    written = final_state(output, "commits")[repo["uuid"]]
+    assert parse_datetime(written.pop("checked_on")) is not None  # the sync's start: the skip rule's age
+    assert written == {"date": "2024-05-03T00:00:00.000000+00:00", "exclude": ["b1", "c3"],
+                       "repository_updated_on": "2024-01-01T00:00:00.000000+00:00"}  # the listing's, for the skip rule
 
 
 @responses.activate
@@ -463,7 +466,34 @@ def test_commits_write_their_tips_once_a_repository_is_read_even_when_every_comm
     output = run_read(config, ["commits"], SyncMode.incremental)
 
     assert not output.records  # both are older than start_date (2021)
-    assert final_state(output, "commits")[repo["uuid"]] == {"exclude": [tip]}  # the next sync asks for nothing twice
+    written = final_state(output, "commits")[repo["uuid"]]
+    assert written["exclude"] == [tip]  # the next sync asks for nothing twice
+    assert written["repository_updated_on"] == "2024-01-01T00:00:00.000000+00:00"
+
+
+def commit_state(repo, updated_on: str, checked_days_ago: float) -> dict:
+    checked = format_datetime(datetime.now(timezone.utc) - timedelta(days=checked_days_ago))
+    return {repo["uuid"]: {"date": "2024-05-01T00:00:00.000000+00:00", "exclude": ["abc1234"],
+                           "repository_updated_on": updated_on, "checked_on": checked}}
+
+
+@responses.activate
+def test_commits_skip_a_repository_whose_updated_on_has_not_moved_without_a_request(config):
+    unchanged, pushed, stale = repository(1), repository(2), repository(3)
+    responses.get(LISTING, json=page([unchanged, pushed, stale]))
+    calls = {repo["uuid"]: responses.get(repository_url(repo, "commits"), json=page([])) for repo in (unchanged, pushed, stale)}
+    state = {**commit_state(unchanged, "2024-01-01T01:00:00+01:00", 1),  # the same instant as the listing's
+             **commit_state(pushed, "2024-01-01T00:00:00Z", 1),  # the listing says 2024-01-02: pushed since
+             **commit_state(stale, "2024-01-03T00:00:00Z", 7.1)}  # unmoved, but last read over 7 days ago
+
+    output = run_read(config, ["commits"], SyncMode.incremental, state={"commits": state})
+
+    assert not output.errors
+    assert [calls[r["uuid"]].call_count for r in (unchanged, pushed, stale)] == [0, 1, 1]
+    final = final_state(output, "commits")
+    assert final[unchanged["uuid"]] == state[unchanged["uuid"]]  # kept as it was
+    assert final[pushed["uuid"]]["repository_updated_on"] == "2024-01-02T00:00:00.000000+00:00"
+    assert parse_datetime(final[stale["uuid"]]["checked_on"]) > parse_datetime(state[stale["uuid"]]["checked_on"])
 
 
 @responses.activate
@@ -478,3 +508,17 @@ def test_commits_of_a_repository_read_from_the_sync_start_write_no_tips(config):
 
     assert not output.records
     assert repo["uuid"] not in final_state(output, "commits")
+
+
+@responses.activate
+def test_an_empty_repository_is_skipped_too_until_a_push_moves_its_updated_on(config):
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    commits = responses.get(repository_url(repo, "commits"), json=page([]))
+
+    first = run_read(config, ["commits"], SyncMode.incremental)
+    state = final_state(first, "commits")
+    second = run_read(config, ["commits"], SyncMode.incremental, state={"commits": state})
+
+    assert state[repo["uuid"]]["repository_updated_on"] == "2024-01-01T00:00:00.000000+00:00"
+    assert commits.call_count == 1 and not second.errors  # the second sync asked nothing
