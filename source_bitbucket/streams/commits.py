@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set
+from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set, Tuple
 
 import requests
 from airbyte_cdk.models import SyncMode
@@ -55,6 +55,7 @@ class Commits(RepositoryScopedStream):
         super().__init__(**kwargs)
         self._frontiers: Dict[str, CommitFrontier] = {}
         self._listed: Dict[str, Optional[str]] = {}  # repository uuid -> its listed updated_on, when read
+        self._updated_on: Optional[Tuple[List[Mapping[str, Any]], Dict[str, Optional[str]]]] = None  # (listing, uuid -> updated_on)
         self._stale_exclude: set = set()
 
     def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
@@ -68,11 +69,11 @@ class Commits(RepositoryScopedStream):
         return {"exclude": [], "unchanged": unchanged}  # unchanged here: an empty repository still empty
 
     def _listed_updated_on(self, uuid: str) -> Optional[str]:
-        """The repository's ``updated_on`` in this sync's (shared) listing."""
-        for record in self.parent.listing.records():
-            if record.get("uuid") == uuid:
-                return record.get("updated_on")
-        return None
+        """The repository's ``updated_on`` in this sync's (shared) listing (indexed once per sync)."""
+        listing = self.parent.listing.records()
+        if self._updated_on is None or self._updated_on[0] is not listing:
+            self._updated_on = (listing, {record.get("uuid"): record.get("updated_on") for record in listing})
+        return self._updated_on[1].get(uuid)
 
     def _unchanged(self, entry: Mapping[str, Any], listed_updated_on: Optional[str]) -> bool:
         """Whether the repository can be skipped: its ``updated_on`` is the one seen at its last read
