@@ -187,8 +187,10 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         scope: the API-token scope the stream needs (its ``required_scope``), named by 403 messages.
         on_scope_missing: called with the message when a 403 is Bitbucket's scope error, so that the
             stream sends no more requests (every repository would answer the same).
-        skip_statuses: statuses that skip the current repository (IGNORE) instead of failing;
-            ``{403, 404}`` for repository-scoped streams, empty for workspace-level ones.
+        skips: ``response -> bool``, whether an answer skips the current partition (IGNORE) instead
+            of failing or being retried (the stream's ``is_skipped``: a plain 403 or a 404 on a
+            repository's sub-resource; default: nothing is skipped). Asked first, so a stream may
+            skip a scope error too.
         workspace: the slug, for the 404 message of workspace-level listings.
         stop_sync: set when no other stream can succeed either (a 401: the credentials; a 404 on a
             workspace-level listing: the workspace), so that the source stops the sync at once
@@ -203,7 +205,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         stream_name: str,
         scope: str = "",
         on_scope_missing: Optional[Callable[[str], None]] = None,
-        skip_statuses=frozenset(),
+        skips: Callable[[requests.Response], bool] = lambda response: False,
         workspace: str = "",
         stop_sync: Optional[threading.Event] = None,
         is_whole: Callable[[requests.Response], bool] = is_page,
@@ -213,7 +215,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         self._stream_name = stream_name
         self._scope = scope
         self._on_scope_missing = on_scope_missing
-        self._skip_statuses = frozenset(skip_statuses)
+        self._skips = skips
         self._workspace = workspace
         self._stop_sync = stop_sync
         self._is_whole = is_whole
@@ -229,13 +231,13 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
                     FailureType.transient_error,
                     f"Bitbucket sent a {self._stream_name} page that is not JSON with a 'values' list (HTTP {status}).",
                 )
+            if self._skips(response_or_exception):
+                return ErrorResolution(ResponseAction.IGNORE, FailureType.config_error, None)
             if missing_scopes(response_or_exception) is not None:  # the token lacks a scope: every repository would answer so
                 message = forbidden_message(response_or_exception, self._stream_name, self._scope)
                 if self._on_scope_missing is not None:
                     self._on_scope_missing(message)
                 return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, message)
-            if status in self._skip_statuses:
-                return ErrorResolution(ResponseAction.IGNORE, FailureType.config_error, None)
             if status == 401:
                 if self._stop_sync is not None:
                     self._stop_sync.set()  # the source stops the whole sync, not just this stream

@@ -55,7 +55,10 @@ def fixture_response(status, name):
 
 
 def handler(stream_name="pull_requests", skip_statuses=frozenset(), workspace="acme", scope="read:pullrequest:bitbucket"):
-    return BitbucketErrorHandler(LOGGER, stream_name=stream_name, scope=scope, skip_statuses=skip_statuses, workspace=workspace)
+    def skips(response):  # as BitbucketStream.is_skipped
+        return response.status_code in skip_statuses and missing_scopes(response) is None
+
+    return BitbucketErrorHandler(LOGGER, stream_name=stream_name, scope=scope, skips=skips, workspace=workspace)
 
 
 # --- error_detail ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_bitbucket.rate_limit import RateLimitGate
 from source_bitbucket.backoff import BitbucketBackoffStrategy
 from source_bitbucket.config import BitbucketConfig
-from source_bitbucket.errors import BitbucketErrorHandler, is_page
+from source_bitbucket.errors import BitbucketErrorHandler, is_page, missing_scopes
 from source_bitbucket.state import RepositoryCursors, SyncClock, get_updated_state, usable_cursors
 from source_bitbucket.streams.pagination import MAX_WALKS, ListingShifted, Walk, next_page_number_url, page_body
 
@@ -141,13 +141,19 @@ class BitbucketStream(HttpStream, ABC):
             stream_name=self.name,
             scope=self.required_scope,
             on_scope_missing=self._refuse_further_requests,
-            skip_statuses=self.skip_statuses,
+            skips=self.is_skipped,
             workspace=self.config.workspace,
             stop_sync=self.stop_sync,
             is_whole=self.is_whole_answer,
             max_retries=MAX_RETRIES,
             max_time=timedelta(seconds=self.config.max_waiting_seconds),
         )
+
+    def is_skipped(self, response: requests.Response) -> bool:
+        """Whether an answer skips the partition being read (no records, one log line, the sync goes on)
+        instead of failing the stream: a status in ``skip_statuses``, unless it is Bitbucket's scope
+        error (``errors.missing_scopes``: every partition would answer the same, so the stream fails)."""
+        return response.status_code in self.skip_statuses and missing_scopes(response) is None
 
     def is_whole_answer(self, response: requests.Response) -> bool:
         """Whether a 200 is whole (``errors.is_page``: a JSON page with ``values``); one that is not is

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
-from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set
 
 import requests
 from airbyte_cdk.models import SyncMode
 
 from source_bitbucket.dates import format_datetime, parse_datetime
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
+from source_bitbucket.streams.unchanged import SkipsUnchangedRepositories
 
 MAX_EXCLUDED_TIPS = 100
-# A repository whose updated_on has not moved is skipped, but read anyway once this long after its last read.
-FULL_CHECK_EVERY = timedelta(days=7)
 _HASH = re.compile(r"^[0-9a-f]{7,64}$")
 
 
-class Commits(RepositoryScopedStream):
+class Commits(SkipsUnchangedRepositories, RepositoryScopedStream):
     """Commits of every branch and tag of every repository. Primary key (``repository_uuid``,
     ``hash``), cursor ``date``, ``pagelen`` 100.
 
@@ -30,10 +28,9 @@ class Commits(RepositoryScopedStream):
     reachable from them. Nothing is lost and nothing is read twice; an unchanged repository
     costs one request. Commits dated before ``start_date`` are read but not emitted.
 
-    Skip rule: pushes move a repository's ``updated_on``, so a repository whose ``updated_on`` in
-    this sync's listing is the one seen when its commits were last read has no new commits: it is
-    skipped without a request, unless its last read (``checked_on``) is ``FULL_CHECK_EVERY`` old
-    (a guard against a move Bitbucket did not make).
+    Skip rule (``SkipsUnchangedRepositories``): a repository whose ``updated_on`` has not moved
+    since its commits were last read has no new commits; it is skipped without a request, but read
+    anyway once a week.
 
     State per repository: ``{"date": <latest commit date>, "exclude": [<40-char hashes>],
     "repository_updated_on": <the listing's updated_on when read>, "checked_on": <that sync's start>}``.
@@ -55,7 +52,6 @@ class Commits(RepositoryScopedStream):
         super().__init__(**kwargs)
         self._frontiers: Dict[str, CommitFrontier] = {}
         self._listed: Dict[str, Optional[str]] = {}  # repository uuid -> its listed updated_on, when read
-        self._updated_on: Optional[Tuple[List[Mapping[str, Any]], Dict[str, Optional[str]]]] = None  # (listing, uuid -> updated_on)
         self._stale_exclude: set = set()
 
     def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
@@ -63,25 +59,10 @@ class Commits(RepositoryScopedStream):
         exclude = entry.get("exclude") if isinstance(entry, Mapping) else None
         # hand-edited or damaged state: keep only commit hashes, at most the usual number
         exclude = sorted({h for h in exclude if isinstance(h, str) and _HASH.match(h)})[:MAX_EXCLUDED_TIPS] if isinstance(exclude, list) else []
-        unchanged = isinstance(entry, Mapping) and self._unchanged(entry, self._listed_updated_on(repository["uuid"]))
+        unchanged = self.is_unchanged(entry, repository["uuid"])
         if exclude:  # the server lists exactly the new commits, whatever their date
             return {"exclude": exclude, "since": format_datetime(self.config.start_date), "unchanged": unchanged}
         return {"exclude": [], "unchanged": unchanged}  # unchanged here: an empty repository still empty
-
-    def _listed_updated_on(self, uuid: str) -> Optional[str]:
-        """The repository's ``updated_on`` in this sync's (shared) listing (indexed once per sync)."""
-        listing = self.parent.listing.records()
-        if self._updated_on is None or self._updated_on[0] is not listing:
-            self._updated_on = (listing, {record.get("uuid"): record.get("updated_on") for record in listing})
-        return self._updated_on[1].get(uuid)
-
-    def _unchanged(self, entry: Mapping[str, Any], listed_updated_on: Optional[str]) -> bool:
-        """Whether the repository can be skipped: its ``updated_on`` is the one seen at its last read
-        (compared as instants), and that read is less than ``FULL_CHECK_EVERY`` old."""
-        seen, listed = parse_datetime(entry.get("repository_updated_on")), parse_datetime(listed_updated_on)
-        checked, start = parse_datetime(entry.get("checked_on")), self.sync_clock.start
-        return (seen is not None and seen == listed and checked is not None
-                and start - FULL_CHECK_EVERY < checked <= start)
 
     def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
         return {"exclude": stream_slice["exclude"]} if stream_slice["exclude"] else {}
@@ -97,7 +78,7 @@ class Commits(RepositoryScopedStream):
             return  # no push since the last read: no new commit (no request)
         uuid = stream_slice["repository"]["uuid"]
         self._frontiers[uuid] = CommitFrontier(stream_slice["exclude"], MAX_EXCLUDED_TIPS)
-        self._listed[uuid] = self._listed_updated_on(uuid)
+        self._listed[uuid] = self.listed_updated_on(uuid)
         yield from super().read_slice(sync_mode, cursor_field, stream_slice, stream_state)
         if uuid in self._stale_exclude:
             self._stale_exclude.discard(uuid)
@@ -141,14 +122,13 @@ class Commits(RepositoryScopedStream):
             return
         uuid = stream_slice["repository"]["uuid"]
         frontier = self._frontiers.get(uuid)
-        listed = parse_datetime(self._listed.pop(uuid, None))
+        listed = self._listed.pop(uuid, None)
         entry = self._state.get(uuid)
         entry = dict(entry) if isinstance(entry, Mapping) else {}
         if frontier is None:
             return
         updated = {**entry, "exclude": frontier.excluded} if frontier.excluded or "exclude" in entry else dict(entry)
-        if listed is not None:  # what the skip rule compares next time
-            updated.update(repository_updated_on=format_datetime(listed), checked_on=format_datetime(self.sync_clock.start))
+        updated.update(self.checked(listed))  # what the skip rule compares next time
         if updated != entry:
             self._state[uuid] = updated
 

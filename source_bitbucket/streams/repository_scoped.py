@@ -181,7 +181,7 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
     ) -> Iterable[Mapping[str, Any]]:
         """The page's records; a 403 or 404 on the first page skips the partition (one warning), on
         a later page it means the listing shifted (the pages before were read: read it again)."""
-        if response.status_code in self.skip_statuses:
+        if self.is_skipped(response):
             if self._pages_followed():
                 raise ListingShifted(f"HTTP {response.status_code} on a later page")
             self.on_partition_skipped(response, stream_slice or {})
