@@ -8,13 +8,14 @@ Requests (none of them retried or rate-limit-waited; a check answers in seconds)
 2. With the first repository of that page, ``GET .../{repository}/pullrequests?pagelen=1``
    (``read:pullrequest:bitbucket``) and ``GET .../{repository}/deployments?pagelen=1``
    (``read:pipeline:bitbucket``).
-3. ``GET /workspaces/{workspace}/members?pagelen=1`` (``read:workspace:bitbucket``).
+3. ``GET /workspaces/{workspace}/members?pagelen=1`` (``read:workspace:bitbucket``) and
+   ``GET /workspaces/{workspace}/projects?pagelen=1`` (``read:project:bitbucket``).
 
-So a check costs 4 requests (2 in a workspace without repositories). Only Bitbucket's scope
+So a check costs 5 requests (3 in a workspace without repositories). Only Bitbucket's scope
 error (a 403 with ``detail.required``, see ``missing_scopes``) counts as a missing scope; any
 other answer to steps 2 and 3 (a 404 where Pipelines are off, a 429) says nothing about scopes
 and is only logged. A missing repository or pull request scope fails the check (every sync
-needs them); a missing pipeline or workspace scope only fails the streams that need it, so the
+needs them); a missing pipeline, workspace or project scope only fails the streams that need it, so the
 check succeeds and logs a warning naming them.
 """
 
@@ -29,7 +30,7 @@ import requests
 from requests.auth import AuthBase
 
 from source_bitbucket.config import BitbucketConfig, same_api_host
-from source_bitbucket.streams import STREAM_CLASSES, Deployments, PullRequests, Repositories, WorkspaceUsers
+from source_bitbucket.streams import STREAM_CLASSES, Deployments, Projects, PullRequests, Repositories, WorkspaceUsers
 from source_bitbucket.errors import (
     UNAUTHORIZED_MESSAGE,
     error_detail,
@@ -52,25 +53,28 @@ class ScopeProbe:
         scope: the API-token scope the request needs.
         streams: the streams that fail without it.
         core: whether the check fails without it (else it warns).
-        resource: the path below the repository (``pullrequests``), or None for the members listing.
+        resource: the path below the repository (``pullrequests``), or below the workspace
+            (``members``) when ``per_repository`` is False.
     """
 
     scope: str
     streams: Tuple[str, ...]
     core: bool
-    resource: Optional[str]
+    resource: str
+    per_repository: bool = True
 
 
-def _probe(stream: type, core: bool, resource: Optional[str]) -> ScopeProbe:
+def _probe(stream: type, core: bool, resource: str, per_repository: bool = True) -> ScopeProbe:
     """A probe for ``stream``'s scope, naming every registered stream that needs the same scope."""
     scope = stream.required_scope
-    return ScopeProbe(scope, tuple(s.name for s in STREAM_CLASSES if s.required_scope == scope), core, resource)
+    return ScopeProbe(scope, tuple(s.name for s in STREAM_CLASSES if s.required_scope == scope), core, resource, per_repository)
 
 
 PROBES = (
     _probe(PullRequests, core=True, resource=PullRequests.resource),
     _probe(Deployments, core=False, resource=Deployments.resource),
-    _probe(WorkspaceUsers, core=False, resource=None),
+    _probe(WorkspaceUsers, core=False, resource="members", per_repository=False),
+    _probe(Projects, core=False, resource="projects", per_repository=False),
 )
 
 
@@ -99,8 +103,8 @@ def check_connection(
 
     missing: List[ScopeProbe] = []
     for probe in PROBES:
-        if probe.resource is None:
-            url = f"{config.api_url}/workspaces/{workspace}/members"
+        if not probe.per_repository:
+            url = f"{config.api_url}/workspaces/{workspace}/{probe.resource}"
         elif repository is not None:
             url = f"{config.api_url}/repositories/{workspace}/{quote(str(repository), safe='')}/{probe.resource}"
         else:

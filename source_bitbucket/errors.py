@@ -30,6 +30,8 @@ from airbyte_cdk.sources.streams.http.error_handlers import (
 )
 from airbyte_cdk.sources.streams.http.error_handlers.default_error_mapping import DEFAULT_ERROR_MAPPING
 
+from source_bitbucket.config import same_api_host
+
 UNAUTHORIZED_MESSAGE = (
     "Bitbucket rejected the credentials (HTTP 401). Set 'email' to your Atlassian account email "
     "(not the Bitbucket username) and 'api_token' to an API token created with scopes at "
@@ -153,6 +155,16 @@ def workspace_not_found_message(workspace: str) -> str:
     )
 
 
+def foreign_redirect_message(url: str, api_url: str) -> str:
+    """The message for an answer that a redirect brought from another server than ``api_url``."""
+    target, api = urlparse(url), urlparse(api_url)
+    return (
+        f"Bitbucket redirected a request to {target.scheme}://{target.netloc or '?'}, not to the configured API "
+        f"{api.scheme}://{api.netloc}; its answer is not used (credentials are only sent to the API). If that server "
+        f"is the API, set 'api_url' to its address as the redirects write it."
+    )
+
+
 def foreign_link_message(link: str, api_url: str) -> str:
     """The message for a ``next`` link that points at another server than ``api_url``."""
     target, api = urlparse(link), urlparse(api_url)
@@ -197,6 +209,9 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
             with that one error instead of failing every stream the same way.
         is_whole: ``response -> bool``, whether a 200 is a whole answer (default ``is_page``); one
             that is not is retried.
+        api_url: the configured API; an answer a redirect brought from another server fails the
+            stream (requests follows redirects and drops the credentials on another host; e.g.
+            the pull request diffstat's 302).
     """
 
     def __init__(
@@ -209,6 +224,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         workspace: str = "",
         stop_sync: Optional[threading.Event] = None,
         is_whole: Callable[[requests.Response], bool] = is_page,
+        api_url: str = "",
         **kwargs: Any,
     ):
         super().__init__(logger=logger, error_mapping={**DEFAULT_ERROR_MAPPING, **_NETWORK_ERRORS}, **kwargs)
@@ -219,12 +235,16 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         self._workspace = workspace
         self._stop_sync = stop_sync
         self._is_whole = is_whole
+        self._api_url = api_url
 
     def interpret_response(
         self, response_or_exception: Optional[Union[requests.Response, Exception]] = None
     ) -> ErrorResolution:
         if isinstance(response_or_exception, requests.Response):
             status = response_or_exception.status_code
+            if response_or_exception.history and self._api_url and not same_api_host(response_or_exception.url, self._api_url):
+                return ErrorResolution(ResponseAction.FAIL, FailureType.system_error,
+                                       foreign_redirect_message(response_or_exception.url, self._api_url))
             if response_or_exception.ok and not self._is_whole(response_or_exception):
                 return ErrorResolution(
                     ResponseAction.RETRY,

@@ -1,6 +1,6 @@
 """Streams that are not shipped: what adding a stream takes, one class and one schema each.
 
-``Tags`` is read once per repository, ``PullRequestTasks`` and ``PullRequestStatuses`` once per pull
+``DefaultReviewers`` is read once per repository, ``PullRequestTasks`` and ``PullRequestStatuses`` once per pull
 request. ``registered(monkeypatch, *classes)`` adds them to the source's registry for one test, so
 they go through the same contract tests as the shipped streams (``test_stream_contract.py``).
 """
@@ -26,14 +26,14 @@ class _SchemaFromTests:
         return json.loads((SCHEMAS / f"{self.name}.json").read_text())
 
 
-class Tags(_SchemaFromTests, RepositoryScopedStream):
-    """``GET /repositories/{workspace}/{repo}/refs/tags``: full refresh, per repository."""
+class DefaultReviewers(_SchemaFromTests, RepositoryScopedStream):
+    """``GET /repositories/{workspace}/{repo}/default-reviewers``: full refresh, per repository."""
 
-    name = "tags"
-    primary_key = ["repository_uuid", "name"]
+    name = "default_reviewers"
+    primary_key = ["repository_uuid", "uuid"]
     page_size = 100
-    required_scope = "read:repository:bitbucket"
-    resource = "refs/tags"
+    required_scope = "read:pullrequest:bitbucket"
+    resource = "default-reviewers"
 
 
 class PullRequestTasks(_SchemaFromTests, PullRequestScopedStream):
@@ -56,7 +56,7 @@ class PullRequestStatuses(_SchemaFromTests, PullRequestScopedStream):
     resource = "statuses"
 
 
-FIXTURE_STREAMS = (Tags, PullRequestTasks, PullRequestStatuses)
+FIXTURE_STREAMS = (DefaultReviewers, PullRequestTasks, PullRequestStatuses)
 
 
 def registered(monkeypatch, *classes: type) -> None:

@@ -15,6 +15,7 @@ from unit_tests.conftest import API, TOKEN, WORKSPACE, repository, repository_ur
 
 LISTING = f"{API}/repositories/{WORKSPACE}"
 MEMBERS = f"{API}/workspaces/{WORKSPACE}/members"
+PROJECTS = f"{API}/workspaces/{WORKSPACE}/projects"
 
 
 def run_check(config, tmp_path):
@@ -41,14 +42,15 @@ def test_spec_lists_the_config_fields_in_order_with_the_token_secret():
 
 
 @responses.activate
-def test_check_of_an_empty_workspace_costs_two_requests(config, tmp_path):
+def test_check_of_an_empty_workspace_costs_three_requests(config, tmp_path):
     responses.get(LISTING, json={"values": [], "pagelen": 1})
     responses.get(MEMBERS, json={"values": [], "pagelen": 1})
+    responses.get(PROJECTS, json={"values": [], "pagelen": 1})
 
     status, _ = run_check(config, tmp_path)
 
     assert status.status == Status.SUCCEEDED
-    assert [c.request.url for c in responses.calls] == [f"{LISTING}?pagelen=1", f"{MEMBERS}?pagelen=1"]
+    assert [c.request.url for c in responses.calls] == [f"{LISTING}?pagelen=1", f"{MEMBERS}?pagelen=1", f"{PROJECTS}?pagelen=1"]
     assert all(c.request.headers["Authorization"].startswith("Basic ") for c in responses.calls)
 
 
@@ -57,13 +59,14 @@ def scope_error(scope):
                                        "detail": {"required": [scope], "granted": ["read:repository:bitbucket"]}}}
 
 
-def probes(pull_requests, deployments, members):
-    """The check's four requests; each probe answers 200, a scope error (its scope), or a status."""
+def probes(pull_requests, deployments, members, projects=200):
+    """The check's five requests; each probe answers 200, a scope error (its scope), or a status."""
     repo = repository(1)
     responses.get(LISTING, json={"values": [repo], "pagelen": 1, "next": f"{LISTING}?pagelen=1&page=2"})
     for url, answer, scope in ((repository_url(repo, "pullrequests"), pull_requests, "read:pullrequest:bitbucket"),
                                (repository_url(repo, "deployments"), deployments, "read:pipeline:bitbucket"),
-                               (MEMBERS, members, "read:workspace:bitbucket")):
+                               (MEMBERS, members, "read:workspace:bitbucket"),
+                               (PROJECTS, projects, "read:project:bitbucket")):
         if answer == 200:
             responses.get(url, json={"values": [], "pagelen": 1})
         elif answer == "scope":
@@ -73,13 +76,24 @@ def probes(pull_requests, deployments, members):
 
 
 @responses.activate
-def test_check_with_every_scope_costs_four_requests(config, tmp_path):
+def test_check_with_every_scope_costs_five_requests(config, tmp_path):
     probes(200, 200, 200)
 
     status, _ = run_check(config, tmp_path)
 
     assert status.status == Status.SUCCEEDED
-    assert len(responses.calls) == 4
+    assert len(responses.calls) == 5
+
+
+@responses.activate
+def test_check_succeeds_with_a_warning_naming_projects_when_the_project_scope_is_missing(config, tmp_path):
+    probes(200, 200, 200, projects="scope")  # e.g. a repository access token: it cannot have the project scope
+
+    status, output = run_check(config, tmp_path)
+
+    assert status.status == Status.SUCCEEDED
+    [warning] = [m.log.message for m in output.logs if m.log.level.value == "WARN"]
+    assert "read:project:bitbucket (for projects)" in warning
 
 
 @responses.activate

@@ -33,8 +33,10 @@ FIXTURES_DIR = Path(__file__).resolve().parent / "resource" / "bitbucket-api"
 
 STREAMS = tuple(stream.name for stream in STREAM_CLASSES)
 CLASSES = {stream.name: stream for stream in STREAM_CLASSES}
-# Cursor fields that may be absent (in-progress deployments have no completed_on): not required.
-NULLABLE_CURSORS = {"completed_on"}
+# Cursor fields that may be absent: not required. In-progress deployments have no completed_on; an
+# activity entry of an unknown kind may have no date; a repository listed without updated_on gives
+# its refs none.
+NULLABLE_CURSORS = {"completed_on", "activity_date", "repository_updated_on"}
 
 
 def parent_fields(stream_class: type) -> List[str]:
@@ -75,9 +77,16 @@ FIXTURE_KINDS: Tuple[Tuple[str, str, str], ...] = (
     ("pipeline_single__", "pipelines", "object"),
     ("pipeline_steps__", "pipeline_steps", "list"),
     ("pipeline_step_single__", "pipeline_steps", "object"),
+    ("pullrequest_activity__", "pull_request_activity", "list"),
+    ("pullrequest_comments__", "pull_request_comments", "list"),
+    ("pullrequest_commits__", "pull_request_commits", "list"),
+    ("diffstat__", "pull_request_diffstat", "list"),
+    ("branches__", "branches", "list"),
+    ("tags__", "tags", "list"),
+    ("projects__", "projects", "list"),
 )
-# Streams whose own ``transform`` shapes the record (it drops fields): the fixtures go through it.
-TRANSFORMED = ("pipelines", "pipeline_steps")
+# Streams whose own ``transform`` shapes the record (it lifts, trims or drops fields): the fixtures go through it.
+TRANSFORMED = ("pipelines", "pipeline_steps", "pull_request_activity", "pull_request_diffstat", "branches", "tags")
 
 
 # --- schema loading (same resolution as airbyte_cdk ResourceSchemaLoader._resolve_schema_references) ---
@@ -193,11 +202,15 @@ def to_record(stream: str, item: Mapping[str, Any]) -> dict:
 
 def _transformed(stream: str, item: dict) -> dict:
     """The record the stream's own ``transform`` makes of ``item``, read from ``FAKE_REPOSITORY``
-    (a pipeline read again by uuid, so no date window applies; steps of a fake pipeline)."""
-    streams = {s.name: s for s in SourceBitbucket().streams({"workspace": "acme-team-1", "email": "a@example.com", "api_token": "t"})}
+    (a pipeline read again by uuid, so no date window applies; steps of a fake pipeline; a fake
+    pull request; refs listed with a fake repository updated_on; start_date 2000, before every fixture)."""
+    config = {"workspace": "acme-team-1", "email": "a@example.com", "api_token": "t", "start_date": "2000-01-01T00:00:00Z"}
+    streams = {s.name: s for s in SourceBitbucket().streams(config)}
     repository = {**FAKE_REPOSITORY, "slug": FAKE_REPOSITORY["full_name"].split("/")[1]}
     pipeline = {"uuid": "{PipelineUuid}", "created_on": "2020-11-03T22:14:50.671Z", "state": {"name": "COMPLETED"}}
-    stream_slice = {"repository": repository, "since": "2020-01-01T00:00:00+00:00", "pipeline_uuid": pipeline["uuid"], "pipeline": pipeline}
+    pull_request = {"id": 1, "updated_on": "2024-05-01T10:00:00.000000+00:00"}
+    stream_slice = {"repository": repository, "since": "2000-01-01T00:00:00+00:00", "pipeline_uuid": pipeline["uuid"], "pipeline": pipeline,
+                    "pull_request": pull_request, "repository_updated_on": "2024-05-01T10:00:00.000000+00:00"}
     (record,) = streams[stream].transform(item, stream_slice)
     return dict(record)
 

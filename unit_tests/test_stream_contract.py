@@ -20,7 +20,7 @@ import pytest
 import responses
 from airbyte_cdk.models import SyncMode
 
-from source_bitbucket.streams import STREAM_CLASSES, PipelineSteps
+from source_bitbucket.streams import STREAM_CLASSES, PipelineSteps, PullRequestActivity, PullRequestDiffstat
 from source_bitbucket.streams.pull_request_scoped import PullRequestScopedStream
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 from unit_tests.conftest import API, WORKSPACE, final_state, page, repository, repository_url, run_read
@@ -37,13 +37,19 @@ def fixture_streams(monkeypatch):
 
 
 def item(stream_class, n: int) -> Dict[str, Any]:
-    """A minimal API object: the stream's own key fields (not the parents') and its cursor, dated after start_date."""
+    """A minimal API object: the stream's own key fields (not the parents') and its cursor, dated after
+    start_date; for the streams whose key the connector lifts or computes, the fields it comes from."""
+    date = f"2024-03-0{10 - n}T00:00:00+00:00"  # newest first
+    if stream_class is PullRequestActivity:
+        return {"pull_request": {"id": n}, "approval": {"date": date, "user": {"uuid": f"{{user-{n}}}"}}}
+    if stream_class is PullRequestDiffstat:
+        return {"status": "added", "old": None, "new": {"path": f"src/f{n}.py"}}
     key = [stream_class.primary_key] if isinstance(stream_class.primary_key, str) else stream_class.primary_key
     values: Dict[str, Any] = {"id": n, "hash": f"{n:040x}", "uuid": f"{{0000{n:04d}-0000-0000-0000-000000000000}}",
                               "name": f"v{n}", "key": f"build-{n}"}
     record = {field: values[field] for field in key if not field.startswith(("repository_", "pull_request_", "pipeline_"))}
     if isinstance(stream_class.cursor_field, str) and not issubclass(stream_class, PullRequestScopedStream):
-        record[stream_class.cursor_field] = f"2024-03-0{10 - n}T00:00:00+00:00"  # newest first
+        record[stream_class.cursor_field] = date
     return record
 
 

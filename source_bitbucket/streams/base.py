@@ -145,6 +145,7 @@ class BitbucketStream(HttpStream, ABC):
             workspace=self.config.workspace,
             stop_sync=self.stop_sync,
             is_whole=self.is_whole_answer,
+            api_url=self.config.api_url,
             max_retries=MAX_RETRIES,
             max_time=timedelta(seconds=self.config.max_waiting_seconds),
         )

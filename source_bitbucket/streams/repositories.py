@@ -9,8 +9,9 @@ from urllib.parse import quote
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.streams.core import StreamData
 
-from source_bitbucket.dates import format_datetime, parse_datetime
+from source_bitbucket.dates import parse_datetime
 from source_bitbucket.streams.base import BitbucketStream
+from source_bitbucket.streams.updated_since import UpdatedSinceCursor
 
 
 class RepositoryListing:
@@ -48,7 +49,7 @@ def updated_after(records: Iterable[Mapping[str, Any]], since: str) -> List[Mapp
     return [r for _, r in sorted(kept, key=lambda pair: (pair[0] is not None, pair[0].timestamp() if pair[0] else 0.0))]
 
 
-class Repositories(BitbucketStream):
+class Repositories(UpdatedSinceCursor, BitbucketStream):
     """The workspace's repositories. Primary key ``uuid``, cursor ``updated_on``, ``pagelen`` 100.
 
     Full refresh emits ``listing`` (the ``RepositoryListing`` the repository-scoped streams share, so
@@ -74,19 +75,6 @@ class Repositories(BitbucketStream):
 
     def first_page_path(self, stream_slice: Mapping[str, Any]) -> str:
         return f"repositories/{quote(self.config.workspace, safe='')}"
-
-    def stream_slices(
-        self, sync_mode: SyncMode, cursor_field: Optional[List[str]] = None, stream_state: Optional[Mapping[str, Any]] = None
-    ) -> Iterable[Mapping[str, Any]]:
-        if sync_mode == SyncMode.incremental:
-            yield {"since": format_datetime(self.cursors.lower_bound(stream_state or {}, None))}
-        else:
-            yield {}
-
-    def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
-        if "since" not in stream_slice:
-            return {}
-        return {"q": f"updated_on>{stream_slice['since']}", "sort": "updated_on"}
 
     def read_records(
         self,
