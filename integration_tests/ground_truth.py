@@ -1,7 +1,8 @@
 """Primary keys of the connector's records and of the sandbox's ground truth, for comparing them.
 
 ``truth_keys`` covers every stream (``pipeline_truth_keys`` the pipeline streams: environments, pipelines,
-pipeline_steps); ``pipeline_truth`` gives the pipeline streams' objects by those keys.
+pipeline_steps); ``pipeline_truth`` and ``review_truth`` give the pipeline and code-review streams' objects
+by those keys.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def truth_keys(workspace) -> Dict[str, Set[Tuple]]:
             out["deployments"] |= {(d.uuid,) for d in repo.deployments}
         out["workspace_users"] = {(m.account.uuid,) for m in workspace.members}
     out.update(pipeline_truth_keys(workspace))
+    out.update({s: set(objs) for s, objs in review_truth(workspace).items()})
     return out
 
 
@@ -85,3 +87,53 @@ def pipeline_truth_keys(workspace) -> Dict[str, Set[Tuple]]:
                 out["pipelines"] |= {(repo.uuid, p.uuid) for p in repo.pipelines}
                 out["pipeline_steps"] |= {(repo.uuid, p.uuid, s.uuid) for p in repo.pipelines for s in p.steps}
         return out
+
+
+REVIEW_STREAMS = ("pull_request_activity", "pull_request_comments", "pull_request_commits", "pull_request_diffstat",
+                  "branches", "tags", "projects")
+
+
+def review_truth(workspace, api_url=None) -> Dict[str, Dict[Tuple, Dict[str, Any]]]:
+    """The API objects of the code-review streams, keyed as the connector keys them:
+    ``pull_request_activity`` by ``(repository uuid, pull request id, activity_id)`` (the connector's
+    synthetic key, computed by its own function), comments by ``(repository uuid, pull request id,
+    comment id)`` (published ones of pull requests with ``comment_count`` > 0: the connector reads no
+    other), pull request commits by ``(repository uuid, pull request id, hash)`` (none once the source
+    branch is gone, none for a deleted fork), diffstat files by ``(repository uuid, pull request id,
+    path)`` (none for the pull requests whose diffstat answers 400 or 555), branches and tags by
+    ``(repository uuid, name)``, projects by ``(uuid,)``; hrefs on ``api_url`` when given."""
+    from integration_tests.sandbox import reviews
+    from source_bitbucket.dates import format_datetime, parse_datetime
+    from source_bitbucket.streams.pull_request_activity import activity_date, activity_id, activity_type, actor_uuid
+
+    out: Dict[str, Dict[Tuple, Dict[str, Any]]] = {s: {} for s in REVIEW_STREAMS}
+    with workspace.lock:
+        for repo in workspace.repositories:
+            for entry in reviews.activity(workspace, repo):
+                kind = activity_type(entry)
+                lifted = {**entry, "pull_request_id": entry["pull_request"]["id"], "activity_type": kind,
+                          "activity_date": format_datetime(parse_datetime(activity_date(entry)))}
+                lifted["actor_uuid"] = actor_uuid(entry, kind)
+                out["pull_request_activity"][(repo.uuid, lifted["pull_request_id"], activity_id(lifted))] = entry
+            for pr in repo.pull_requests:
+                if pr.comment_count > 0:
+                    for c in reviews.published(pr):
+                        out["pull_request_comments"][(repo.uuid, pr.id, c.id)] = reviews.comment_api(workspace, repo, pr, c)
+                if (repo.uuid, pr.id) not in workspace.deleted_fork_pull_requests:
+                    for idx in reviews.pull_request_commits(repo, pr):
+                        commit = workspace.commit_api(repo, idx)
+                        out["pull_request_commits"][(repo.uuid, pr.id, commit["hash"])] = commit
+                if (repo.uuid, pr.id) not in workspace.diffstat_errors:
+                    for f in reviews.diffstat(workspace, repo, reviews.revision_spec(pr)):
+                        path = (f["new"] or f["old"])["path"]
+                        out["pull_request_diffstat"][(repo.uuid, pr.id, path)] = f
+            for name in repo.graph.branches:
+                out["branches"][(repo.uuid, name)] = reviews.branch_api(workspace, repo, name)
+            for tag in repo.tags:
+                out["tags"][(repo.uuid, tag.name)] = reviews.tag_api(workspace, repo, tag)
+        for project in workspace.projects:
+            out["projects"][(project.uuid,)] = reviews.project_api(workspace, project)
+    if api_url is not None:
+        out = {s: {k: json.loads(rebase(json.dumps(v).encode(), api_url)) for k, v in objs.items()}
+               for s, objs in out.items()}
+    return out

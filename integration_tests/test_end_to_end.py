@@ -9,9 +9,12 @@ import pytest
 
 from integration_tests import connector_cli as cli
 from integration_tests.demo import pipeline_changes
-from integration_tests.ground_truth import PIPELINE_STREAMS, connector_key, pipeline_truth
+from integration_tests.ground_truth import PIPELINE_STREAMS, REVIEW_STREAMS, connector_key, pipeline_truth, review_truth
 from integration_tests.sandbox import SandboxServer, generate_workspace
+from source_bitbucket.dates import format_datetime, parse_datetime
 from source_bitbucket.streams.pipeline_steps import STEP_FIELDS, STEP_IMAGE_FIELDS
+from source_bitbucket.streams.pull_request_activity import LOOKBACK
+from source_bitbucket.streams.refs import TARGET_FIELDS, Branches, Tags
 
 EMAIL, TOKEN = "dev@example.com", "sandbox-token-e2e-5d1f"
 
@@ -29,14 +32,16 @@ def truth_key(stream: str, record: Mapping[str, Any]) -> Tuple:
 
 def truth(workspace, api_url: str) -> Dict[str, Dict[Tuple, Mapping[str, Any]]]:
     """Every stream's current objects by key, with their hrefs on ``api_url`` as the connector receives them."""
-    out = pipeline_truth(workspace, api_url)
-    out.update({s: {truth_key(s, r): r for r in workspace.records(s, api_url)} for s in cli.STREAMS if s not in PIPELINE_STREAMS})
+    out = {**pipeline_truth(workspace, api_url), **review_truth(workspace, api_url)}
+    out.update({s: {truth_key(s, r): r for r in workspace.records(s, api_url)} for s in cli.STREAMS
+                if s not in PIPELINE_STREAMS + REVIEW_STREAMS})
     return out
 
 
 def expected_record(stream: str, obj: Mapping[str, Any]) -> Dict[str, Any]:
     """What the connector emits of an API object (without the fields it adds): null fields left out;
-    a pipeline without its ``variables``; a step with only the fields it keeps (no credentials, no commands)."""
+    a pipeline without its ``variables``; a step with only the fields it keeps (no credentials, no commands);
+    a branch or tag with only the fields it keeps, its target trimmed to the tip's hash, date and author."""
     if stream == "pipelines":
         obj = {k: v for k, v in obj.items() if k != "variables"}
     if stream == "pipeline_steps":
@@ -44,6 +49,10 @@ def expected_record(stream: str, obj: Mapping[str, Any]) -> Dict[str, Any]:
         if isinstance(obj.get("image"), Mapping):
             kept["image"] = {k: obj["image"][k] for k in STEP_IMAGE_FIELDS if k in obj["image"]}
         obj = kept
+    if stream in ("branches", "tags"):
+        kept_fields = (Branches if stream == "branches" else Tags).kept_fields
+        obj = {**{k: obj[k] for k in kept_fields if k in obj},
+               "target": {k: obj["target"][k] for k in TARGET_FIELDS if k in obj["target"]}}
     return {k: v for k, v in obj.items() if v is not None}
 
 
@@ -53,8 +62,13 @@ def emitted(result: cli.SyncResult, stream: str) -> Dict[Tuple, Mapping[str, Any
     return {connector_key(stream, r): r for r in result.records[stream]}
 
 
+PULL_REQUEST_SCOPED = {"pull_request_id", "pull_request_updated_on"}
 ADDED = {"deployments": {"completed_on"}, "workspace_users": {"user_uuid"},
-         "pipeline_steps": {"pipeline_uuid", "pipeline_created_on"}}
+         "pipeline_steps": {"pipeline_uuid", "pipeline_created_on"},
+         "pull_request_activity": {"pull_request_id", "activity_type", "activity_date", "actor_uuid", "activity_id"},
+         "pull_request_comments": PULL_REQUEST_SCOPED, "pull_request_commits": PULL_REQUEST_SCOPED,
+         "pull_request_diffstat": PULL_REQUEST_SCOPED | {"path"},
+         "branches": {"repository_updated_on"}, "tags": {"repository_updated_on"}}
 
 
 def strip(stream: str, record: Mapping[str, Any]) -> Dict[str, Any]:
@@ -94,8 +108,12 @@ def test_full_refresh_reads_every_record_of_every_stream_once(sandbox):
     prs = result.records["pull_requests"]  # the collection leaves them out unless asked with fields=+values...
     assert all(isinstance(p.get("participants"), list) and isinstance(p.get("reviewers"), list) for p in prs)
     assert sum(bool(p["reviewers"]) for p in prs) > len(prs) / 2 and any(p["participants"] for p in prs)
-    assert all(q["fields"] == ["+values.participants,+values.reviewers"]
-               for _, path, q in server.requests if path.endswith("/pullrequests"))
+    listings = [q["fields"] for _, path, q in server.requests if path.endswith("/pullrequests")]
+    refs = [f for f in listings if f != ["+values.participants,+values.reviewers"]]
+    # the pull_requests stream walks each repository's listing with participants; the pull-request-scoped
+    # streams (comments, commits, diffstat) share one more walk, trimmed to what they need
+    assert len(refs) == len(listings) - len(refs) >= len(workspace.records("repositories"))
+    assert all("values.comment_count" in f[0] for f in refs)
     assert server.request_counts()["repositories"] == 1  # one listing page, read once for all streams
     assert server.request_counts()["pipelines"] == len(workspace.records("repositories"))  # one page each, shared
     assert server.request_counts()["pipeline_steps"] == len(expected["pipelines"])  # one per pipeline
@@ -115,7 +133,10 @@ def test_an_incremental_sync_after_changes_emits_exactly_what_changed_and_loses_
     assert {s["stream"]["stream_descriptor"]["name"] for s in first.states} == set(cli.STREAMS)
 
     slugs = [r["slug"] for r in workspace.records("repositories") if r["mainbranch"]]
-    open_pr = next(pr for pr in workspace.records("pull_requests") if pr["state"] == "OPEN")
+    prs = workspace.records("pull_requests")
+    open_pr = next(pr for pr in prs if pr["state"] == "OPEN" and pr["close_source_branch"]
+                   and pr["destination"]["repository"]["full_name"].split("/")[1] in slugs)
+    commented = [pr for pr in prs if pr["state"] != "OPEN" and pr["comment_count"] >= 2]
     running = next(d for d in workspace.records("deployments") if d["state"]["name"] == "IN_PROGRESS")
     open_pr_repo = open_pr["destination"]["repository"]["full_name"].split("/")[1]
     running_repo = running["commit"]["links"]["html"]["href"].split("/")[4]
@@ -128,15 +149,21 @@ def test_an_incremental_sync_after_changes_emits_exactly_what_changed_and_loses_
     workspace.update_repository(slugs[4])
     workspace.add_member()
     pipelines = pipeline_changes(workspace)  # a running pipeline completes, a halted one resumes, two new ones
+    review = review_changes(workspace, commented, slugs)
     after = truth(workspace, server.api_url)
     server.reset_requests()
 
     second = cli.run("read", config, cli.catalog(), state=first.final_state())
 
     assert second.returncode == 0, second.errors
+    changed_prs = {k for k, v in after["pull_requests"].items() if before["pull_requests"].get(k, {}).get("updated_on") != v["updated_on"]}
+    moved = {k[0] for k, v in after["repositories"].items() if before["repositories"].get(k, {}).get("updated_on") != v["updated_on"]}
     for stream in cli.STREAMS:
         got = emitted(second, stream)
         changed = {k for k, v in after[stream].items() if before[stream].get(k) != v}
+        if stream in REVIEW_STREAMS:
+            check_review_stream(stream, got, before, after, changed_prs, moved, first)
+            continue
         unfinished = {k for k, v in after[stream].items() if stream == "deployments" and not v["state"].get("completed_on")}
         if stream == "pipelines":
             unfinished = open_pipelines(before)  # read again by uuid
@@ -156,6 +183,67 @@ def test_an_incremental_sync_after_changes_emits_exactly_what_changed_and_loses_
     assert {p["uuid"] for p in pipelines["added"]} <= final.keys()
     late = [c for c in second.records["commits"] if c["date"] < "2026-01-01"]
     assert len(late) == 3, "the old-dated commits of a branch merged late must be read"
+    comments = {r["id"]: r for r in second.records["pull_request_comments"]}
+    assert comments[review["edited"]["comment_id"]]["content"]["raw"].endswith(f"(edited at {review['edited']['updated_on']})")
+    assert comments[review["deleted"]["comment_id"]]["deleted"] is True
+    merged = (after["pull_requests"][(open_pr["destination"]["repository"]["uuid"], open_pr["id"])])
+    assert merged["state"] == "MERGED" and emitted(first, "pull_request_commits")  # read while the branch existed ...
+    assert not [r for r in second.records["pull_request_commits"] if r["pull_request_id"] == open_pr["id"]
+                and r["repository_uuid"] == merged["destination"]["repository"]["uuid"]]  # ... empty now, nothing deleted
+    assert {t["name"] for t in second.records["tags"]} >= {review["tag"]["name"], review["lightweight_tag"]["name"]}
+    assert [p["uuid"] for p in second.records["projects"]] == [review["project"]["uuid"]]
+
+
+def review_changes(workspace, commented, slugs) -> Dict[str, Any]:
+    """Code-review changes between two syncs: a comment on an old pull request (new activity), an edited
+    and a deleted comment, an annotated and a lightweight tag, an edited project."""
+    first, second = commented[0], commented[1]
+    repo = lambda pr: pr["destination"]["repository"]["full_name"].split("/")[1]  # noqa: E731
+    workspace.update_pull_request(repo(first), first["id"])  # a closed pull request gets a comment
+    return {
+        "edited": workspace.edit_comment(repo(first), first["id"]),
+        "deleted": workspace.delete_comment(repo(second), second["id"]),
+        "tag": workspace.add_tag(slugs[5]),
+        "lightweight_tag": workspace.add_tag(slugs[5], lightweight=True),
+        "project": workspace.update_project(workspace.projects[0].key),
+    }
+
+
+def check_review_stream(stream, got, before, after, changed_prs, moved, first) -> None:
+    """What the second sync must emit of a code-review stream, and that the two syncs lose nothing.
+
+    Activity: every new entry, plus at most the entries of the lookback hour before each repository's
+    cursor again. The pull-request-scoped streams: all the rows of the pull requests updated since
+    (those with comments, for comments). Branches and tags: all the refs of the repositories whose
+    updated_on moved. Projects: those updated. Deleted refs and the commits of a pull request whose
+    branch is gone stay in the destination, as do activity entries the feed no longer lists."""
+    if stream == "pull_request_activity":
+        new = after[stream].keys() - before[stream].keys()
+        assert new and new <= got.keys(), stream
+        cursors = {k[0]: max(r["activity_date"] for r in first.records[stream] if r["repository_uuid"] == k[0])
+                   for k in got.keys() - new}
+        for key in got.keys() - new:  # the lookback's duplicates
+            assert got[key]["activity_date"] >= _hour_before(cursors[key[0]]), key
+        expected_keys = None
+    elif stream in ("pull_request_comments", "pull_request_commits", "pull_request_diffstat"):
+        expected_keys = {k for k in after[stream] if k[:2] in changed_prs}
+    elif stream in ("branches", "tags"):
+        expected_keys = {k for k in after[stream] if k[0] in moved}
+    else:
+        expected_keys = {k for k, v in after[stream].items() if before[stream].get(k) != v}
+    if expected_keys is not None:
+        assert set(got) == expected_keys, (stream, set(got) ^ expected_keys)
+    union = {**emitted(first, stream), **got}
+    assert union.keys() >= after[stream].keys(), stream
+    if stream in ("pull_request_comments", "pull_request_diffstat", "projects"):
+        assert union.keys() == after[stream].keys(), stream
+    for key, record in got.items():
+        if key in after[stream] and (stream != "pull_request_activity" or key not in before[stream]):
+            assert strip(stream, record) == expected_record(stream, after[stream][key]), (stream, key)
+
+
+def _hour_before(date: str) -> str:
+    return format_datetime(parse_datetime(date) - LOOKBACK)
 
 
 def test_an_unchanged_workspace_costs_one_request_per_repository_and_stream(sandbox):
@@ -166,19 +254,30 @@ def test_an_unchanged_workspace_costs_one_request_per_repository_and_stream(sand
     second = cli.run("read", config, cli.catalog(), state=first.final_state())
 
     assert second.returncode == 0
-    full_or_unfinished = ("deployments", "workspace_users", "environments", "pipelines", "pipeline_steps")
+    full_or_unfinished = ("deployments", "workspace_users", "environments", "pipelines", "pipeline_steps",
+                          "pull_request_activity")
     assert sum(len(v) for k, v in second.records.items() if k not in full_or_unfinished) == 0
+    newest = {}
+    for record in first.records["pull_request_activity"]:
+        newest[record["repository_uuid"]] = max(newest.get(record["repository_uuid"], ""), record["activity_date"])
+    assert all(r["activity_date"] >= _hour_before(newest[r["repository_uuid"]])  # only the lookback, again
+               for r in second.records["pull_request_activity"])
     unfinished = open_pipelines(truth(workspace, server.api_url))
     assert {(r["repository_uuid"], r["uuid"]) for r in second.records["pipelines"]} == unfinished
     counts = server.request_counts()
     repositories = len(workspace.records("repositories"))
-    assert counts["pullrequests"] == repositories
+    # the pull_requests stream's page, and the trimmed one the pull-request-scoped streams share
+    assert counts["pullrequests"] == 2 * repositories
     assert counts["commits"] == 0  # no repository's updated_on moved: none is asked (the skip rule)
     assert counts["deployments"] == repositories
     assert counts["environments"] == repositories
     assert counts["pipelines"] == repositories + len(unfinished)  # one page each, one GET per open pipeline, shared
     assert counts["pipeline_steps"] == len(unfinished)
     assert counts["repositories"] == 1  # the listing, once: the repositories stream filters it too
+    assert counts["pull_request_activity"] == repositories  # the feed's first page: nothing newer than the cursor
+    assert counts["pull_request_comments"] == counts["pull_request_commits"] == counts["pull_request_diffstat"] == 0
+    assert counts["branches"] == counts["tags"] == 0  # no repository's updated_on moved (the skip rule)
+    assert counts["projects"] == 1
 
 
 def test_reading_repositories_concurrently_gives_the_same_records_order_and_state(sandbox):

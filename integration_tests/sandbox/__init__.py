@@ -16,11 +16,11 @@ Typical use in a test::
 Run ``python -m integration_tests.sandbox --help`` to serve it from a terminal.
 """
 
-from .data import MUTATIONS, PIPELINE_STREAMS, STREAMS, Workspace, generate_workspace
+from .data import MUTATIONS, PIPELINE_STREAMS, REVIEW_STREAMS, STREAMS, Workspace, generate_workspace
 from .faults import KINDS as FAULT_KINDS
 from .faults import FaultRule, FaultSet
 from .scopes import ALL_SCOPES
 from .server import SandboxServer
 
-__all__ = ["ALL_SCOPES", "FAULT_KINDS", "MUTATIONS", "PIPELINE_STREAMS", "STREAMS", "FaultRule", "FaultSet",
+__all__ = ["ALL_SCOPES", "FAULT_KINDS", "MUTATIONS", "PIPELINE_STREAMS", "REVIEW_STREAMS", "STREAMS", "FaultRule", "FaultSet",
            "SandboxServer", "Workspace", "generate_workspace"]

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlencode
 
-from . import fields, resources, shapes
+from . import fields, resources, reviews, shapes
 from .bbql import MISSING, BBQLError, compile_query, lookup
 from .protocol import NO_API, ApiError, Request, Response, api_segments, error_response, json_response
 from .resources import Owner, Paged
@@ -72,6 +72,17 @@ class Api:
             return _ok(req, ws.repository_api(repo))
         if rest[0] == "commits":
             return self._commits(req, repo, "/".join(rest[1:]) or None)
+        if rest == ["pullrequests", "activity"]:
+            return self._iterated(req, ("activity", repo.uuid), lambda: reviews.activity(ws, repo), lambda e: e, 10, 50)
+        if rest[0] == "pullrequests" and len(rest) == 3 and rest[2] in ("commits", "diffstat"):
+            pr = self._pull_request(repo, rest[1])
+            if rest[2] == "diffstat":  # Bitbucket redirects to the repository diffstat of the revisions
+                target = f"{req.origin}/2.0/repositories/{ws.slug}/{repo.slug}/diffstat/{reviews.revision_spec(pr)}"
+                return Response(302, b"", "text/html", {"Location": target})
+            if (repo.uuid, pr.id) in ws.deleted_fork_pull_requests:
+                raise ApiError(404, "Repository not found", "The source repository of this pull request no longer exists")
+            return self._iterated(req, ("pr-commits", repo.uuid, pr.id), lambda: reviews.pull_request_commits(repo, pr),
+                                  lambda idx: ws.commit_api(repo, idx), 30, 100)
         if rest[0] == "pullrequests" and len(rest) == 2:
             return _ok(req, ws.pull_request_api(repo, self._pull_request(repo, rest[1])))
         if rest[0] == "deployments" and len(rest) == 2:
@@ -211,6 +222,27 @@ class Api:
         while len(self._cache) > 64:
             self._cache.popitem(last=False)
         return out
+
+    def _iterated(self, req: Request, key: tuple, items: Callable[[], Sequence], render: Callable, default: int,
+                  maximum: int) -> Response:
+        """One page of an iterator-paged list: ``next`` carries an opaque ``page`` token (an offset
+        into the list as it is when that page is read: items added at the front repeat, none are
+        skipped); no ``page``, ``size`` or ``previous``. ``items()`` is cached per workspace version."""
+        pagelen = req.int_param("pagelen", default, "Invalid pagelen")
+        if pagelen < 1 or pagelen > maximum:
+            raise ApiError(400, "Invalid pagelen")
+        cache_key = (self.ws.version, key)
+        if cache_key not in self._cache:
+            self._cache[cache_key] = list(items())
+            while len(self._cache) > 64:
+                self._cache.popitem(last=False)
+        listed = self._cache[cache_key]
+        token = req.get("page")
+        offset = _decode_token(token)[1] if token else 0
+        body: Dict[str, Any] = {"values": [render(x) for x in listed[offset:offset + pagelen]], "pagelen": pagelen}
+        if offset + pagelen < len(listed):
+            body["next"] = req.link(page=_encode_token(0, offset + pagelen))
+        return _ok(req, body)
 
     def _commits(self, req: Request, repo, revision: Optional[str]) -> Response:
         pagelen = req.int_param("pagelen", 30, "Invalid pagelen")

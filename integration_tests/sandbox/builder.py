@@ -15,6 +15,7 @@ from .data import Workspace
 from .models import Account, Member, Project, PullRequest, Repository, new_deployment
 from .people import add_participants
 from .pipelines import add_pipelines
+from .reviews import add_reviews
 from .util import DAY, HOUR, MINUTE, SECOND, deploy_micros, new_account_id, new_hash, new_uuid, parse_iso
 
 SLUGS = ["api-gateway", "billing-service", "web-frontend", "mobile-app", "data-pipeline", "infra-terraform",
@@ -79,6 +80,7 @@ def build(seed: int, repositories: int, pull_requests: int, commits: int, deploy
     ws.authors = [(f"{a.display_name} <{a.email}>", a) for a in users]
     ws.authors += [(raw, None) for raw in RAW_ONLY] + [(f"{a.display_name} <{a.email}>", None) for a in users[:2]]
     projects = [Project(key, new_uuid(rng), name) for key, name in (("PLAT", "Platform"), ("WEB", "Web"), ("DATA", "Data"))]
+    ws.projects = projects
 
     empty_at = rng.randrange(repositories) if repositories >= 2 else -1
     weights = [0.0 if i == empty_at else rng.lognormvariate(0, 0.9) for i in range(repositories)]
@@ -101,6 +103,11 @@ def build(seed: int, repositories: int, pull_requests: int, commits: int, deploy
             dep.started_us = dep.started_us or dep.created_us + rng.randrange(5, 60) * SECOND
     add_participants(ws, seed)
     add_pipelines(ws, seed)
+    for repo in ws.repositories:
+        for pr in repo.pull_requests:
+            if pr.state != "OPEN":
+                pr.closed_us = pr.updated_us
+    add_reviews(ws, seed)
     return ws
 
 

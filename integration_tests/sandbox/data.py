@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional
 
 from . import pipelines as runs
+from . import reviews
 from . import shapes
 from .models import Account, Deployment, Environment, Member, Pipeline, PullRequest, Repository, Step, new_deployment
 from .people import draw_participants
@@ -24,10 +25,13 @@ from .util import SECOND, deploy_micros, fmt_us, fmt_z, from_datetime, new_hash,
 DEFAULT_NOW = "2026-11-01T00:00:00+00:00"
 STREAMS = ("repositories", "pull_requests", "commits", "deployments", "workspace_users")
 PIPELINE_STREAMS = ("environments", "pipelines", "pipeline_steps")  # in records(), not (yet) in the connector's STREAMS
+REVIEW_STREAMS = ("pull_request_activity", "pull_request_comments", "pull_request_commits", "pull_request_diffstat",
+                  "branches", "tags", "projects")
 MUTATIONS = (
     "add_pull_request", "update_pull_request", "push_commits", "push_late_branch", "add_deployment",
     "complete_deployment", "update_repository", "delete_repository", "add_member",
     "add_pipeline", "complete_pipeline", "resume_pipeline",
+    "edit_comment", "delete_comment", "add_tag", "update_project",
 )
 
 
@@ -72,6 +76,11 @@ class Workspace:
         self.uuid = self.name = ""
         self.created_us = 0
         self.owner: Optional[Account] = None
+        self.projects: List[Any] = []
+        self.reviews_rng = random.Random(f"{seed}-reviews-mutations")  # what the review mutations draw
+        self.comment_serial = 0  # the last pull request comment id (reviews.next_comment_id)
+        self.diffstat_errors: Dict[tuple, int] = {}  # (repository uuid, pull request id) -> 400 | 555
+        self.deleted_fork_pull_requests: set = set()  # (repository uuid, pull request id): commits answer 404
 
     # ----------------------------------------------------------------- lookups
     @property
@@ -186,7 +195,25 @@ class Workspace:
                 return [self.pipeline_api(r, p) for r in repos if r.pipelines_enabled for p in r.pipelines]
             if stream == "pipeline_steps":
                 return [self.step_api(r, p, s) for r in repos if r.pipelines_enabled for p in r.pipelines for s in p.steps]
-        raise ValueError(f"unknown stream {stream!r}; expected one of {STREAMS + PIPELINE_STREAMS}")
+            if stream == "pull_request_activity":
+                return [entry for r in repos for entry in reviews.activity(self, r)]
+            if stream == "pull_request_comments":
+                return [reviews.comment_api(self, r, pr, c) for r in repos for pr in r.pull_requests
+                        for c in reviews.published(pr)]
+            if stream == "pull_request_commits":
+                return [self.commit_api(r, idx) for r in repos for pr in r.pull_requests
+                        if (r.uuid, pr.id) not in self.deleted_fork_pull_requests
+                        for idx in reviews.pull_request_commits(r, pr)]
+            if stream == "pull_request_diffstat":
+                return [f for r in repos for pr in r.pull_requests if (r.uuid, pr.id) not in self.diffstat_errors
+                        for f in reviews.diffstat(self, r, reviews.revision_spec(pr))]
+            if stream == "branches":
+                return [reviews.branch_api(self, r, name) for r in repos for name in sorted(r.graph.branches)]
+            if stream == "tags":
+                return [reviews.tag_api(self, r, t) for r in repos for t in sorted(r.tags, key=lambda t: t.name)]
+            if stream == "projects":
+                return [reviews.project_api(self, p) for p in sorted(self.projects, key=lambda p: (p.created_us, p.key))]
+        raise ValueError(f"unknown stream {stream!r}; expected one of {STREAMS + PIPELINE_STREAMS + REVIEW_STREAMS}")
 
     # ---------------------------------------------------------------- helpers
     def tick(self, min_s: int = 30, max_s: int = 300) -> int:
@@ -327,6 +354,13 @@ class Workspace:
         else:
             pr.comment_count += 1
         pr.updated_us = self.tick()
+        if before == "OPEN" and pr.state != "OPEN":
+            pr.closed_us = pr.updated_us
+        elif before != "OPEN":
+            users = [m.account for m in self.members if m.account.type == "user"]
+            comment = reviews.new_comment(self.reviews_rng, self, pr, self.reviews_rng.choice(users), pr.updated_us)
+            comment.updated_us = comment.created_us
+            pr.comments.append(comment)
         if pr.state == "MERGED":  # the merge was approved by its first reviewer
             reviewer = next((p for p in pr.participants if p.role == "REVIEWER"), None)
             if reviewer is not None and not reviewer.approved:
@@ -426,6 +460,61 @@ class Workspace:
         p = self.pipeline(repo.slug, uuid)
         self.now_us = max(self.now_us, runs.resume(self.pipelines_rng, p, self._ptick(5, 60)))
         return self._pipeline_result(repo, p)
+
+    def _comment(self, repo_slug: str, id: int, comment_id: Optional[int]):
+        repo = self._repo(repo_slug)
+        pr = next((p for p in repo.pull_requests if p.id == int(id)), None)
+        if pr is None:
+            raise KeyError(f"pull request {id} not found in {repo.slug}")
+        live = [c for c in reviews.published(pr) if not c.deleted and (comment_id is None or c.id == int(comment_id))]
+        if not live:
+            raise ValueError(f"pull request {id} of {repo.slug} has no such published comment")
+        return repo, pr, live[-1]
+
+    @_mutation
+    def edit_comment(self, repo_slug: str, id: int, comment_id: Optional[int] = None) -> Dict[str, Any]:
+        """Edit a published comment of a pull request (its newest by default): new text, its
+        updated_on and the pull request's updated_on = now."""
+        repo, pr, comment = self._comment(repo_slug, id, comment_id)
+        comment.updated_us = pr.updated_us = self.tick()
+        comment.raw = f"{comment.raw} (edited at {fmt_us(comment.updated_us)})"
+        return {"repository": repo.slug, "id": pr.id, "comment_id": comment.id, "updated_on": fmt_us(comment.updated_us)}
+
+    @_mutation
+    def delete_comment(self, repo_slug: str, id: int, comment_id: Optional[int] = None) -> Dict[str, Any]:
+        """Delete a published comment (its newest by default): it stays listed with ``deleted: true``
+        and no text; ``comment_count`` goes down by one and the pull request's updated_on = now."""
+        repo, pr, comment = self._comment(repo_slug, id, comment_id)
+        comment.deleted, comment.raw = True, ""
+        comment.updated_us = pr.updated_us = self.tick()
+        pr.comment_count = max(0, pr.comment_count - 1)
+        return {"repository": repo.slug, "id": pr.id, "comment_id": comment.id, "comment_count": pr.comment_count}
+
+    @_mutation
+    def add_tag(self, repo_slug: str, lightweight: bool = False) -> Dict[str, Any]:
+        """Tag the head of main (annotated, or ``lightweight``: no date, message or tagger); the push
+        moves the repository's updated_on."""
+        repo = self._repo(repo_slug)
+        head = repo.main_head()
+        if head is None:
+            raise ValueError(f"{repo.slug} has no commits to tag")
+        name = f"v2.{len(repo.tags)}.0"
+        tagger = self.reviews_rng.choice([a for a in self.authors if a[1] is not None] or self.authors)
+        now = self.tick()
+        tag = reviews.Tag(name, head) if lightweight else reviews.Tag(name, head, now - now % SECOND, f"Release {name}\n", tagger)
+        repo.tags.append(tag)
+        repo.updated_us = now
+        return {"repository": repo.slug, "name": name, "target": repo.graph.commits[head].hash, "lightweight": bool(lightweight)}
+
+    @_mutation
+    def update_project(self, key: str) -> Dict[str, Any]:
+        """Edit a project's description: its updated_on = now."""
+        project = next((p for p in self.projects if p.key == key), None)
+        if project is None:
+            raise KeyError(f"project {key} not found")
+        project.updated_us = self.tick()
+        project.description = f"Updated by the sandbox at {fmt_us(project.updated_us)}"
+        return {"key": key, "uuid": project.uuid, "updated_on": fmt_us(project.updated_us)}
 
     @_mutation
     def update_repository(self, repo_slug: str) -> Dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from .gitgraph import CommitGraph
 from .util import new_uuid
@@ -18,10 +18,13 @@ class Account:
 
 
 class Project:
-    """A workspace project (only its reference is ever rendered)."""
+    """A workspace project; dates, ``description`` and ``is_private`` are set by ``reviews.add_reviews``."""
 
     def __init__(self, key, uuid, name):
         self.key, self.uuid, self.name = key, uuid, name
+        self.created_us = self.updated_us = 0
+        self.description: Optional[str] = None
+        self.is_private = True
 
 
 class Member:
@@ -62,6 +65,8 @@ class PullRequest:
         self.comment_count = self.task_count = 0
         self.close_source_branch = False
         self.participants: List[Participant] = []
+        self.comments: List[Any] = []  # reviews.Comment, by id
+        self.closed_us: Optional[int] = None  # when it was merged, declined or superseded
         self.__dict__.update(fields)
 
 
@@ -92,6 +97,7 @@ class Repository:
         self.pipeline_number = 0  # the last pipeline build_number
         self.build_number = 0
         self.branch_serial = 0
+        self.tags: List[Any] = []  # reviews.Tag
         self.__dict__.update(fields)
 
     def pipeline(self, key: str) -> Optional["Pipeline"]:

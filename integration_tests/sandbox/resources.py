@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
-from . import fields, shapes
+from . import fields, reviews, shapes
 from .protocol import ApiError, Request, api_segments
 from .util import fmt_us
 
@@ -26,6 +26,12 @@ REPOSITORIES = "repositories/{workspace}"
 REPOSITORY = REPOSITORIES + "/{repository}"
 PULL_REQUEST = REPOSITORY + "/pullrequests/{pull_request}"
 COMMITS = REPOSITORY + "/commits"  # served by api.py (iterator pagination); counts as "commits", with all below it
+# Served by api.py too (iterator pagination, or a redirect), each counted under its kind.
+ROUTES: Tuple[Tuple[str, str], ...] = (
+    ("pull_request_activity", REPOSITORY + "/pullrequests/activity"),
+    ("pull_request_commits", PULL_REQUEST + "/commits"),
+    ("pull_request_diffstat", PULL_REQUEST + "/diffstat"),
+)
 OTHER = "other"
 
 PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
@@ -115,8 +121,16 @@ def _pull_requests(owner: Owner, req: Request) -> List[Any]:
     return [pr for pr in owner.repo.pull_requests if pr.state in wanted]
 
 
-def _branch(owner: Owner, name: str) -> Dict[str, Any]:
-    return {"name": name, "type": "branch", "target": owner.ws.commit_api(owner.repo, owner.repo.graph.branches[name])}
+def _diffstat(owner: Owner, req: Request) -> List[Dict[str, Any]]:
+    """The files of ``…/diffstat/{spec}``; a pull request's ``Workspace.diffstat_errors`` answer 400 or 555."""
+    spec = (api_segments(req.path) or [""])[-1]
+    for pr in owner.repo.pull_requests:
+        status = owner.ws.diffstat_errors.get((owner.repo.uuid, pr.id))
+        if status and reviews.revision_spec(pr) == spec:
+            if status == 400:
+                raise ApiError(400, "No common ancestor", f"There is no common ancestor between {spec.replace('..', ' and ')}")
+            raise ApiError(555, "Timeout", "Generating the diffstat timed out")
+    return reviews.diffstat(owner.ws, owner.repo, spec)
 
 
 def _workspace_access(owner: Owner, workspace: Any) -> Dict[str, Any]:
@@ -155,7 +169,23 @@ PAGED: List[Paged] = [
           empty_pagelen=0, pipelines_module=True),
     Paged("pipeline_steps", REPOSITORY + "/pipelines/{pipeline}/steps", lambda o, _: o.pipeline.steps,
           lambda o, step: o.ws.step_api(o.repo, o.pipeline, step), empty_pagelen=0, pipelines_module=True),
-    Paged(OTHER, REPOSITORY + "/refs/branches", lambda o, _: sorted(o.repo.graph.branches), _branch),
+    Paged("branches", REPOSITORY + "/refs/branches", lambda o, _: sorted(o.repo.graph.branches),
+          lambda o, name: reviews.branch_api(o.ws, o.repo, name), query_fields=frozenset({"name", "target"}),
+          fast={"name": lambda name: name}),
+    Paged("tags", REPOSITORY + "/refs/tags", lambda o, _: sorted(o.repo.tags, key=lambda t: t.name),
+          lambda o, tag: reviews.tag_api(o.ws, o.repo, tag), query_fields=frozenset({"name", "target", "date"}),
+          fast={"name": lambda tag: tag.name}),
+    Paged("pull_request_comments", PULL_REQUEST + "/comments", lambda o, _: reviews.published(o.pull_request),
+          lambda o, c: reviews.comment_api(o.ws, o.repo, o.pull_request, c),
+          query_fields=frozenset({"id", "created_on", "updated_on", "deleted"}),
+          fast={"updated_on": lambda c: fmt_us(c.updated_us), "created_on": lambda c: fmt_us(c.created_us),
+                "id": lambda c: c.id}),
+    Paged("pull_request_diffstat", REPOSITORY + "/diffstat/{spec}", _diffstat, lambda o, f: f,
+          default_pagelen=500, max_pagelen=500),
+    Paged("projects", WORKSPACE + "/projects", lambda o, _: sorted(o.ws.projects, key=lambda p: (p.created_us, p.key)),
+          lambda o, p: reviews.project_api(o.ws, p), query_fields=frozenset({"key", "name", "uuid", "created_on", "updated_on"}),
+          fast={"updated_on": lambda p: fmt_us(p.updated_us), "created_on": lambda p: fmt_us(p.created_us),
+                "key": lambda p: p.key}),
     Paged(OTHER, "user/workspaces", lambda o, _: [o.ws], _workspace_access),
 ]
 
@@ -183,9 +213,14 @@ def match(parts: Sequence[str]) -> Optional[Tuple[Paged, Dict[str, str]]]:
     return None
 
 
+def route(parts: Sequence[str]) -> Optional[str]:
+    """The kind of the ``ROUTES`` entry the path segments ``parts`` name, or None."""
+    return next((kind for kind, template in ROUTES if _captures(template.split("/"), parts) is not None), None)
+
+
 def kinds() -> Tuple[str, ...]:
-    """Every kind ``endpoint_kind`` answers: the table's, ``commits``, then ``other``."""
-    return tuple(dict.fromkeys([r.kind for r in PAGED if r.kind != OTHER] + ["commits", OTHER]))
+    """Every kind ``endpoint_kind`` answers: the table's, ``commits``, the routes', then ``other``."""
+    return tuple(dict.fromkeys([r.kind for r in PAGED if r.kind != OTHER] + ["commits"] + [k for k, _ in ROUTES] + [OTHER]))
 
 
 def endpoint_kind(path: str) -> str:
@@ -195,6 +230,8 @@ def endpoint_kind(path: str) -> str:
     parts = api_segments(path)
     if not parts:
         return OTHER
+    if route(parts):
+        return route(parts)
     commits = COMMITS.split("/")
     if len(parts) >= len(commits) and _captures(commits, parts[:len(commits)]) is not None:
         return "commits"

@@ -4,7 +4,7 @@ From https://developer.atlassian.com/cloud/bitbucket/rest/intro/#authentication 
 scopes in the API reference (https://developer.atlassian.com/cloud/bitbucket/rest/): repositories
 (listing, one repository, commits, branches) need ``read:repository:bitbucket``; pull requests ``read:pullrequest:bitbucket``; deployments,
 environments and pipelines ``read:pipeline:bitbucket``; the workspace and its members
-``read:workspace:bitbucket``; ``/user`` ``read:user:bitbucket``. A request without its scope answers 403
+``read:workspace:bitbucket``; the workspace's projects ``read:project:bitbucket``; ``/user`` ``read:user:bitbucket``. A request without its scope answers 403
 ``{"type": "error", "error": {"message": MISSING_SCOPE, "detail": {"granted": [...], "required": [scope]}}}``.
 """
 
@@ -17,7 +17,8 @@ from .protocol import Response, error_response
 
 REPOSITORY, PULLREQUEST = "read:repository:bitbucket", "read:pullrequest:bitbucket"
 PIPELINE, WORKSPACE, USER = "read:pipeline:bitbucket", "read:workspace:bitbucket", "read:user:bitbucket"
-ALL_SCOPES = (REPOSITORY, PULLREQUEST, PIPELINE, WORKSPACE, USER)
+PROJECT = "read:project:bitbucket"
+ALL_SCOPES = (REPOSITORY, PULLREQUEST, PIPELINE, WORKSPACE, PROJECT, USER)
 MISSING_SCOPE = "Your credentials lack one or more required privilege scopes."
 PIPELINE_RESOURCES = ("deployments", "environments", "pipelines", "pipelines_config", "deployments_config")
 
@@ -31,7 +32,7 @@ def required_scope(path: str) -> Optional[str]:
     if rest[0] == "user":
         return USER if len(rest) == 1 else WORKSPACE
     if rest[0] == "workspaces":
-        return WORKSPACE
+        return PROJECT if rest[2:3] == ["projects"] else WORKSPACE
     if rest[0] == "repositories" and len(rest) >= 4:
         if rest[3] == "pullrequests":
             return PULLREQUEST

@@ -25,7 +25,7 @@ from . import scopes as scope_rules
 from .api import Api
 from .protocol import Request, Response, error_response, json_response
 from .resources import endpoint_kind, kinds
-from .data import MUTATIONS, PIPELINE_STREAMS, STREAMS
+from .data import MUTATIONS, PIPELINE_STREAMS, REVIEW_STREAMS, STREAMS
 from .shapes import rebase
 from .util import to_datetime
 from .faults import ALTERING, FaultRule, FaultSet, repository_key
@@ -270,7 +270,7 @@ class SandboxServer:
             log = [{"method": m, "path": p, "query": q} for m, p, q in self.requests]
             return json_response(200, {"requests": log, "counts": self.request_counts()})
         if len(parts) == 2 and parts[0] == "records" and method == "GET":
-            if parts[1] not in STREAMS + PIPELINE_STREAMS + ("members",):
+            if parts[1] not in STREAMS + PIPELINE_STREAMS + REVIEW_STREAMS + ("members",):
                 return error_response(404, f"Unknown stream {parts[1]!r}")
             return json_response(200, self.workspace.records(parts[1]))
         if parts == ["scopes"] and method in ("GET", "PUT", "POST"):
