@@ -8,7 +8,8 @@ Runs, against one generated sandbox workspace:
 3. a plain sequential ``requests`` loop that fetches the same pages (each stream's first page, path
    and parameters as the stream instances give them in ``request_plan``, following ``next``; per
    repository for the repository-scoped streams, per pipeline of each repository for
-   pipeline_steps, the pipeline listing read once) and writes the same records as JSON lines;
+   pipeline_steps, the pipeline listing read once; per pull request of the pull_requests stream's
+   pages for the pull-request-scoped streams) and writes the same records as JSON lines;
 
 and prints one markdown table: requests per endpoint (``ENDPOINTS``: the sandbox's request kinds, the
 pipelines module's environments, pipelines and pipeline_steps included) and against the minimum possible, records,
@@ -46,11 +47,21 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from integration_tests import connector_cli as cli
 
 ENDPOINTS = ("repositories", "pullrequests", "commits", "deployments", "members", "environments", "pipelines",
-             "pipeline_steps")
+             "pipeline_steps", "pull_request_activity", "pull_request_comments", "pull_request_commits",
+             "pull_request_diffstat", "branches", "tags", "projects")
+# Projects: the connector's pagelen (Bitbucket documents no cap for them).
 MAX_PAGELEN = {"repositories": 100, "pullrequests": 50, "commits": 100, "deployments": 100, "members": 100,
-               "environments": 100, "pipelines": 100, "pipeline_steps": 100}
+               "environments": 100, "pipelines": 100, "pipeline_steps": 100, "pull_request_activity": 50,
+               "pull_request_comments": 100, "pull_request_commits": 100, "pull_request_diffstat": 500,
+               "branches": 100, "tags": 100, "projects": 50}
 # Listings read once per repository (``per_repo``: one item count per repository, in listing order).
-REPOSITORY_SCOPED = ("pullrequests", "commits", "deployments", "environments", "pipelines")
+REPOSITORY_SCOPED = ("pullrequests", "commits", "deployments", "environments", "pipelines", "pull_request_activity",
+                     "branches", "tags")
+# Listings read once per pull request (``per_pull_request``: one item count per pull request read, every
+# repository's; comments only for those with comments). The diffstat costs one more request each: its 302.
+PULL_REQUEST_SCOPED = ("pull_request_comments", "pull_request_commits", "pull_request_diffstat")
+# Skipped in a nothing-changed sync: no repository's updated_on moved (the skip rule), no pull request changed.
+UNCHANGED_SKIPPED = ("commits", "branches", "tags") + PULL_REQUEST_SCOPED
 # Listings read once per pipeline (``per_repo``: one step count per pipeline, every repository's).
 PIPELINE_SCOPED = ("pipeline_steps",)
 # Read in full refresh even by the project's (incremental) catalog: a nothing-changed sync reads them whole.
@@ -62,6 +73,8 @@ PLACEHOLDER_REPOSITORY = {"uuid": "REPOSITORY-UUID-PLACEHOLDER", "full_name": "R
                           "slug": "REPOSITORY-SLUG-PLACEHOLDER"}
 # The pipeline of the plan's per-pipeline pages: the plain loop puts each pipeline's quoted uuid in its place.
 PLACEHOLDER_PIPELINE = {"uuid": "PIPELINE-UUID-PLACEHOLDER", "created_on": START_DATE}
+# The pull request of the plan's per-pull-request pages: the plain loop puts each pull request's id in its place.
+PLACEHOLDER_PULL_REQUEST = {"id": "PULL-REQUEST-ID-PLACEHOLDER", "updated_on": START_DATE, "comment_count": 1, "state": "OPEN"}
 MEMORY_SCALES = {  # ~20k and ~200k records, same 40 repositories, same mix
     "~20k records": dict(repositories=40, pull_requests=3200, commits=16000, deployments=800, members=50),
     "~200k records": dict(repositories=40, pull_requests=32000, commits=160000, deployments=8000, members=50),
@@ -136,7 +149,9 @@ class Sandbox:
 
 def _serve(spec: Mapping[str, Any]) -> None:
     """Child side of :class:`Sandbox`: generate, print one JSON line, serve until stdin closes."""
-    from integration_tests.sandbox import SandboxServer, generate_workspace
+    from integration_tests.sandbox import SandboxServer, generate_workspace, reviews
+    from integration_tests.sandbox.util import parse_iso
+    from source_bitbucket.streams.pull_request_activity import LOOKBACK, activity_date
 
     latency = spec.pop("latency_ms")
     workspace = generate_workspace(**spec)
@@ -149,12 +164,29 @@ def _serve(spec: Mapping[str, Any]) -> None:
         "environments": [len(r.environment_models) for r in repos],
         "pipelines": [len(r.pipelines) if r.pipelines_enabled else 0 for r in repos],
         "pipeline_steps": [len(p.steps) for p in pipelines],  # per pipeline
+        "pull_request_activity": [len(reviews.activity(workspace, r)) for r in repos],
+        "branches": [len(r.graph.branches) for r in repos],
+        "tags": [len(r.tags) for r in repos],
     }
+    prs = [(r, pr) for r in repos for pr in r.pull_requests]
+    per_pull_request = {  # a deleted fork's commits and an uncomputable diffstat: one request, no records
+        "pull_request_comments": [len(reviews.published(pr)) for _, pr in prs if pr.comment_count > 0],
+        "pull_request_commits": [0 if (r.uuid, pr.id) in workspace.deleted_fork_pull_requests
+                                 else len(reviews.pull_request_commits(r, pr)) for r, pr in prs],
+        "pull_request_diffstat": [0 if (r.uuid, pr.id) in workspace.diffstat_errors
+                                  else len(reviews.diffstat(workspace, r, reviews.revision_spec(pr))) for r, pr in prs],
+    }
+    lookback = 0  # what a nothing-changed sync emits again: the entries of the hour before each feed's newest
+    for r in repos:
+        dates = [parse_iso(activity_date(e)) for e in reviews.activity(workspace, r)]
+        lookback += sum(1 for d in dates if d > max(dates) - LOOKBACK.total_seconds() * 1_000_000) if dates else 0
     in_progress = sum(1 for r in repos for d in r.deployments if d.completed_us is None)
     open_steps = [len(p.steps) for p in pipelines if p.state != "COMPLETED"]
     server = SandboxServer(workspace, email=EMAIL, api_token=TOKEN, latency_ms=latency).start()
     print(json.dumps({"api_url": server.api_url, "origin": server.origin, "workspace": workspace.slug,
                       "repositories": len(repos), "members": len(workspace.members), "per_repo": per_repo,
+                      "per_pull_request": per_pull_request, "projects": len(workspace.projects),
+                      "activity_lookback": lookback,
                       "in_progress_deployments": in_progress, "open_pipeline_steps": open_steps}), flush=True)
     sys.stdin.read()
     server.stop()
@@ -242,9 +274,13 @@ def minimum_requests(info: Mapping[str, Any], kind: str) -> Dict[str, int]:
     included once: each repository-scoped listing per repository, the steps listing per pipeline
     (the pipeline listing read once, shared by pipelines and pipeline_steps).
 
-    Nothing-changed incremental sync: the repository and member listings; no commits request (no
-    repository's ``updated_on`` moved); one request per repository for pull requests, deployments
-    and pipelines; every page of environments
+    The per-pull-request listings: each pull request's (comments: those with comments), the diffstat's
+    302 counted too; the pull request listing is counted once (one walk could serve the pull_requests
+    stream and the pull-request-scoped ones).
+
+    Nothing-changed incremental sync: the repository, member and project listings; no commits, refs or
+    per-pull-request request (no repository's ``updated_on`` moved, no pull request changed); one request
+    per repository for pull requests, deployments, pipelines and the activity feed; every page of environments
     (full refresh only); and for each open pipeline (not COMPLETED, ``open_pipeline_steps``) one
     ``GET .../pipelines/{uuid}`` (pipelines) and one steps walk (pipeline_steps).
     """
@@ -254,16 +290,23 @@ def minimum_requests(info: Mapping[str, Any], kind: str) -> Dict[str, int]:
 
     incremental = kind == "incremental"
     per_repo = info["per_repo"]
-    out = {"repositories": pages(info["repositories"], "repositories"), "members": pages(info["members"], "members")}
+    out = {"repositories": pages(info["repositories"], "repositories"), "members": pages(info["members"], "members"),
+           "projects": pages(info.get("projects", 0), "projects")}
     for endpoint in REPOSITORY_SCOPED + PIPELINE_SCOPED:
         counts = per_repo.get(endpoint, [])
         out[endpoint] = sum(pages(n, endpoint) for n in counts)
+    per_pull_request = info.get("per_pull_request", {})
+    for endpoint in PULL_REQUEST_SCOPED:
+        counts = per_pull_request.get(endpoint, [])
+        out[endpoint] = sum(pages(n, endpoint) for n in counts) + (len(counts) if endpoint == "pull_request_diffstat" else 0)
     if incremental:
         open_steps = info.get("open_pipeline_steps", [])
         for endpoint in REPOSITORY_SCOPED:
             if endpoint not in FULL_REFRESH_ONLY:
-                out[endpoint] = len(per_repo[endpoint])
-        out["commits"] = 0  # no repository was pushed to: its updated_on did not move (the skip rule)
+                out[endpoint] = len(per_repo.get(endpoint, []))
+        for endpoint in UNCHANGED_SKIPPED:
+            out[endpoint] = 0
+        out["projects"] = 1
         if "pipelines" in per_repo:
             out["pipelines"] += len(open_steps)
         if "pipeline_steps" in per_repo:
@@ -272,19 +315,22 @@ def minimum_requests(info: Mapping[str, Any], kind: str) -> Dict[str, int]:
 
 
 def expected_records(info: Mapping[str, Any]) -> int:
-    """Every record of the workspace: repositories, members, each repository-scoped listing's items
-    (pull requests, commits, deployments, environments, pipelines) and every pipeline's steps."""
-    per_repo = info["per_repo"]
-    return info["repositories"] + info["members"] + sum(sum(per_repo.get(e, [])) for e in REPOSITORY_SCOPED + PIPELINE_SCOPED)
+    """Every record of the workspace: repositories, members, projects, each repository-scoped listing's
+    items (pull requests, commits, deployments, environments, pipelines, activity, branches, tags),
+    every pipeline's steps and each pull request's comments, commits and files."""
+    per_repo, per_pull_request = info["per_repo"], info.get("per_pull_request", {})
+    return (info["repositories"] + info["members"] + info.get("projects", 0)
+            + sum(sum(per_repo.get(e, [])) for e in REPOSITORY_SCOPED + PIPELINE_SCOPED)
+            + sum(sum(per_pull_request.get(e, [])) for e in PULL_REQUEST_SCOPED))
 
 
 def unchanged_records(info: Mapping[str, Any]) -> int:
     """The records of an incremental sync with nothing changed: the members (full refresh), the
-    deployments in progress, every environment (full refresh), and each open pipeline with its steps
-    (read again until COMPLETED)."""
+    deployments in progress, every environment (full refresh), each open pipeline with its steps
+    (read again until COMPLETED), and the activity entries of each repository's lookback hour."""
     open_steps = info.get("open_pipeline_steps", [])
     return (info["members"] + info["in_progress_deployments"] + sum(info["per_repo"].get("environments", []))
-            + len(open_steps) + sum(open_steps))
+            + len(open_steps) + sum(open_steps) + info.get("activity_lookback", 0))
 
 
 def count_output(path: Path) -> Dict[str, Any]:
@@ -414,7 +460,8 @@ def request_plan(config: Mapping[str, Any]) -> Dict[str, Any]:
     refresh, in the registry's order (``first_pages``), with ``PLACEHOLDER_REPOSITORY``'s uuid in the
     path of those read per repository. A stream read per pipeline (``per_pipeline``: pipeline_steps)
     has ``PLACEHOLDER_PIPELINE``'s uuid in its path too, and ``pipelines`` is the first page of the
-    repository's pipeline listing (``{"stream", "path", "params"}``) its pipelines come from.
+    repository's pipeline listing (``{"stream", "path", "params"}``) its pipelines come from; one read per
+    pull request (``per_pull_request``) has ``PLACEHOLDER_PULL_REQUEST``'s id in its path.
     """
     from integration_tests.first_pages import first_pages
     from source_bitbucket import SourceBitbucket
@@ -422,7 +469,7 @@ def request_plan(config: Mapping[str, Any]) -> Dict[str, Any]:
 
     parent = next(s.parent for s in SourceBitbucket().streams(config) if isinstance(s, RepositoryScopedStream))
     listing = {"path": parent.path(stream_slice={}), "params": dict(parent.request_params(stream_state={}, stream_slice={}))}
-    pages = first_pages(config, PLACEHOLDER_REPOSITORY, PLACEHOLDER_PIPELINE)
+    pages = first_pages(config, PLACEHOLDER_REPOSITORY, PLACEHOLDER_PIPELINE, PLACEHOLDER_PULL_REQUEST)
     return {"listing": listing, "streams": [page.to_json() for page in pages]}
 
 
@@ -430,12 +477,15 @@ def plain_loop(config_path: str, plan_path: str, out_path: str) -> None:
     """Child side of ``Bench.plain``: fetch the pages of ``request_plan`` (following ``next``
     verbatim), write JSON lines; records read per repository gain ``repository_uuid`` and
     ``repository_full_name``, records read per pipeline ``pipeline_uuid`` and ``pipeline_created_on``
-    too, as the connector's do.
+    too, records read per pull request ``pull_request_id`` and ``pull_request_updated_on``, as the connector's do.
+    The per-pull-request streams read each pull request the pull_requests stream's pages listed (comments:
+    those with comments); the pull_requests stream comes first in the registry.
 
     Each listing is read once, as the connector does: the repository listing, and each repository's
     pipeline listing (its pipelines' uuids and dates are kept when the pipelines stream reads it,
     for the per-pipeline stream; read for it otherwise). A 403 or 404 on a repository's first page
-    (e.g. Pipelines off) is one request and no records, as the connector skips it.
+    (e.g. Pipelines off) is one request and no records, as the connector skips it; so is a 400 or 555 (a
+    diffstat that cannot be computed).
 
     ``next`` is followed verbatim, except on a stream whose connector builds its next page itself
     (``follows_next`` False: pipelines, pipeline_steps): there the first page's parameters that
@@ -454,13 +504,15 @@ def plain_loop(config_path: str, plan_path: str, out_path: str) -> None:
     session.auth = (config["email"], config["api_token"])
     base = config["api_url"]
     repository_placeholder, pipeline_placeholder = PLACEHOLDER_REPOSITORY["uuid"], PLACEHOLDER_PIPELINE["uuid"]
+    pull_request_placeholder = PLACEHOLDER_PULL_REQUEST["id"]
+    pull_requests_read: Dict[str, List[Mapping[str, Any]]] = {}  # repository uuid -> the pull_requests stream's records
 
     def values(path: str, params: Mapping[str, Any], skip_missing: bool = False, follows_next: bool = True):
         url, first, first_page = f"{base}/{path}", params, True
         while url:
             response = session.get(url, params=params, timeout=120)
-            if skip_missing and first_page and response.status_code in (403, 404):
-                return  # the first page of a repository's listing: no access, or the feature is off
+            if skip_missing and first_page and response.status_code in (400, 403, 404, 555):
+                return  # the first page of a repository's listing: no access, the feature is off, no diff
             response.raise_for_status()
             body = response.json()
             yield from body.get("values", [])
@@ -506,6 +558,11 @@ def plain_loop(config_path: str, plan_path: str, out_path: str) -> None:
                     pages = [(for_repository(path, repository).replace(pipeline_placeholder, quote(uuid, safe="")),
                               {"pipeline_uuid": uuid, "pipeline_created_on": created_on})
                              for uuid, created_on in pipelines_of(page["pipelines"], repository)]
+                elif page.get("per_pull_request"):
+                    pages = [(for_repository(path, repository).replace(pull_request_placeholder, str(pr["id"])),
+                              {"pull_request_id": pr["id"], "pull_request_updated_on": pr["updated_on"]})
+                             for pr in pull_requests_read.get(repository["uuid"], [])
+                             if not page.get("with_comments_only") or pr.get("comment_count")]
                 else:
                     pages = [(for_repository(path, repository), {})]
                     if kept is not None:
@@ -517,6 +574,9 @@ def plain_loop(config_path: str, plan_path: str, out_path: str) -> None:
                         record.update(extra)
                         if kept is not None and not page.get("per_pipeline"):
                             kept[repository["uuid"]].append((record["uuid"], record.get("created_on")))
+                        if stream == "pull_requests":
+                            pull_requests_read.setdefault(repository["uuid"], []).append(
+                                {k: record.get(k) for k in ("id", "updated_on", "comment_count")})
                         out.write(json.dumps(record) + "\n")
                         counts[stream] += 1
     print(json.dumps(counts))

@@ -11,8 +11,12 @@ import json
 from typing import Any, Dict, List, Mapping, Set, Tuple
 
 from integration_tests import connector_cli as cli
+from integration_tests.sandbox import reviews
 from integration_tests.sandbox.shapes import rebase
+from integration_tests.sandbox.util import parse_iso
+from source_bitbucket.dates import format_datetime, parse_datetime
 from source_bitbucket.streams import STREAM_CLASSES
+from source_bitbucket.streams.pull_request_activity import activity_date, activity_id, activity_type, actor_uuid
 
 
 def key_fields(stream: str) -> List[str]:
@@ -102,10 +106,6 @@ def review_truth(workspace, api_url=None) -> Dict[str, Dict[Tuple, Dict[str, Any
     branch is gone, none for a deleted fork), diffstat files by ``(repository uuid, pull request id,
     path)`` (none for the pull requests whose diffstat answers 400 or 555), branches and tags by
     ``(repository uuid, name)``, projects by ``(uuid,)``; hrefs on ``api_url`` when given."""
-    from integration_tests.sandbox import reviews
-    from source_bitbucket.dates import format_datetime, parse_datetime
-    from source_bitbucket.streams.pull_request_activity import activity_date, activity_id, activity_type, actor_uuid
-
     out: Dict[str, Dict[Tuple, Dict[str, Any]]] = {s: {} for s in REVIEW_STREAMS}
     with workspace.lock:
         for repo in workspace.repositories:
@@ -136,4 +136,40 @@ def review_truth(workspace, api_url=None) -> Dict[str, Dict[Tuple, Dict[str, Any
     if api_url is not None:
         out = {s: {k: json.loads(rebase(json.dumps(v).encode(), api_url)) for k, v in objs.items()}
                for s, objs in out.items()}
+    return out
+
+
+# The code-review streams' per-repository cursor fields (projects: a stream-wide ``updated_on``).
+REVIEW_CURSORS = {"pull_request_activity": "activity_date", "pull_request_comments": "pull_request_updated_on",
+                  "pull_request_commits": "pull_request_updated_on", "pull_request_diffstat": "pull_request_updated_on",
+                  "branches": "repository_updated_on", "tags": "repository_updated_on"}
+# Streams whose destination keeps rows the API stops listing (deleted refs, the commits of a pull request
+# whose branch is gone, an activity entry the feed drops): what was read plus what is read covers the truth.
+KEEPS_UNLISTED = ("pull_request_activity", "pull_request_commits", "branches", "tags")
+
+
+def covers(stream: str, emitted: Set[Tuple], truth: Set[Tuple]) -> bool:
+    """Whether the keys emitted over some syncs are the truth's (a superset, for ``KEEPS_UNLISTED``)."""
+    return emitted >= truth if stream in KEEPS_UNLISTED else emitted == truth
+
+
+def review_cursor_values(workspace) -> Dict[str, Dict[Tuple, int]]:
+    """``{stream: {key: cursor value in epoch µs}}`` for the code-review streams, keys as ``review_truth``:
+    an activity entry's date, a pull-request-scoped row's pull request ``updated_on``, a ref's repository
+    ``updated_on``, a project's ``updated_on``."""
+    truth = review_truth(workspace)
+    with workspace.lock:
+        repos = {r.uuid: r for r in workspace.repositories}
+        prs = {(r.uuid, pr.id): pr.updated_us for r in workspace.repositories for pr in r.pull_requests}
+        projects = {(p.uuid,): p.updated_us for p in workspace.projects}
+    out: Dict[str, Dict[Tuple, int]] = {}
+    for stream, objs in truth.items():
+        if stream == "pull_request_activity":
+            out[stream] = {k: parse_iso(activity_date(v)) for k, v in objs.items()}
+        elif stream in ("branches", "tags"):
+            out[stream] = {k: repos[k[0]].updated_us for k in objs}
+        elif stream == "projects":
+            out[stream] = {k: projects[k] for k in objs}
+        else:
+            out[stream] = {k: prs[k[:2]] for k in objs}
     return out

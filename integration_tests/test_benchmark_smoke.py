@@ -56,12 +56,16 @@ def test_tiny_run_prints_the_table():
         assert float(row["peak RSS MB"]) > 0 and float(row["wall s"]) > 0
     full, first, unchanged, plain = rows
     pipelines, steps = sum(info["per_repo"]["pipelines"]), sum(info["per_repo"]["pipeline_steps"])
-    total = 3 + 12 + 24 + 6 + 4 + sum(info["per_repo"]["environments"]) + pipelines + steps
+    reviews = (sum(sum(info["per_repo"][e]) for e in ("pull_request_activity", "branches", "tags")) + info["projects"]
+               + sum(sum(counts) for counts in info["per_pull_request"].values()))
+    assert reviews and all(sum(counts) for counts in info["per_pull_request"].values())
+    total = 3 + 12 + 24 + 6 + 4 + sum(info["per_repo"]["environments"]) + pipelines + steps + reviews
     assert benchmark.expected_records(info) == total
     for row in (full, first, plain):
         assert int(row["records"].replace(",", "")) == total, row
     open_steps = info["open_pipeline_steps"]
-    again = 4 + info["in_progress_deployments"] + sum(info["per_repo"]["environments"]) + len(open_steps) + sum(open_steps)
+    again = (4 + info["in_progress_deployments"] + sum(info["per_repo"]["environments"]) + len(open_steps) + sum(open_steps)
+             + info["activity_lookback"])
     assert benchmark.unchanged_records(info) == again
     assert int(unchanged["records"].replace(",", "")) == again, unchanged
     assert float(full["wall vs plain"]) > 0 and float(full["records/s vs plain"]) > 0
@@ -72,16 +76,24 @@ def test_minimum_requests():
     info = {"repositories": 3, "members": 101,
             "per_repo": {"pullrequests": [0, 50, 51], "commits": [0, 100, 250], "deployments": [0, 1, 100],
                          "environments": [0, 3, 101], "pipelines": [0, 100, 201],  # 0: e.g. Pipelines off (a 404)
-                         "pipeline_steps": [1, 4, 0, 101] + [2] * 297},  # per pipeline (301 pipelines)
-            "in_progress_deployments": 1, "open_pipeline_steps": [4, 101, 0]}
+                         "pipeline_steps": [1, 4, 0, 101] + [2] * 297,  # per pipeline (301 pipelines)
+                         "pull_request_activity": [0, 50, 51], "branches": [1, 100, 101], "tags": [0, 0, 3]},
+            "per_pull_request": {"pull_request_comments": [1, 101], "pull_request_commits": [0, 2],
+                                 "pull_request_diffstat": [0, 501]},
+            "projects": 51, "in_progress_deployments": 1, "open_pipeline_steps": [4, 101, 0]}
     assert benchmark.minimum_requests(info, "full") == {
         "repositories": 1, "members": 2, "pullrequests": 1 + 1 + 2, "commits": 1 + 1 + 3, "deployments": 1 + 1 + 1,
-        "environments": 1 + 1 + 2, "pipelines": 1 + 1 + 3, "pipeline_steps": 1 + 1 + 1 + 2 + 297}
+        "environments": 1 + 1 + 2, "pipelines": 1 + 1 + 3, "pipeline_steps": 1 + 1 + 1 + 2 + 297,
+        "pull_request_activity": 1 + 1 + 2, "branches": 1 + 1 + 2, "tags": 1 + 1 + 1, "projects": 2,
+        "pull_request_comments": 1 + 2, "pull_request_commits": 1 + 1,
+        "pull_request_diffstat": (1 + 1) + (1 + 2)}  # the 302, then the pages
     assert benchmark.minimum_requests(info, "incremental") == {
         "repositories": 1, "members": 2, "pullrequests": 3, "commits": 0, "deployments": 3,
         "environments": 1 + 1 + 2,  # full refresh: every page again
         "pipelines": 3 + 3,  # one page per repository, one GET per open pipeline
-        "pipeline_steps": 1 + 2 + 1}  # one walk per open pipeline
+        "pipeline_steps": 1 + 2 + 1,  # one walk per open pipeline
+        "pull_request_activity": 3, "projects": 1,  # the first page of each feed, of the projects
+        "branches": 0, "tags": 0, "pull_request_comments": 0, "pull_request_commits": 0, "pull_request_diffstat": 0}
     assert set(benchmark.minimum_requests(info, "full")) == set(benchmark.ENDPOINTS)
 
 

@@ -85,11 +85,13 @@ def test_a_token_without_the_pull_request_scope_fails_check_and_the_stream_not_a
         pull_request_requests = [p for _, p, _ in server.requests if p.endswith("/pullrequests")]
     status = check_status(checked)
     assert status["status"] == "FAILED" and "read:pullrequest:bitbucket (for pull_requests" in status["message"], status
-    assert check_requests == 4
+    assert check_requests == 5  # /user, the workspace, one repository, its pull requests, the projects
     assert result.returncode != 0
     errors = stream_errors(result)
-    assert list(errors) == ["pull_requests"], errors
-    assert "needs the scope read:pullrequest:bitbucket" in errors["pull_requests"]
+    needing = [c.name for c in STREAM_CLASSES if c.required_scope == "read:pullrequest:bitbucket"]
+    assert list(errors) == needing and "pull_request_activity" in needing, errors  # each fails once, nothing else
+    for stream in needing:
+        assert "needs the scope read:pullrequest:bitbucket" in errors[stream], errors[stream]
     assert "id.atlassian.com/manage-profile/security/api-tokens" in errors["pull_requests"]
     assert len(pull_request_requests) <= 10  # failed at once, not one skip per repository (at most one per worker)
     assert not [l for l in result.logs if "Skipping repository" in l["message"]]

@@ -144,6 +144,8 @@ class SourceBitbucket(AbstractSource):
         }
         streams = [_build(stream_class, repositories, listings, common) for stream_class in STREAM_CLASSES]
         selected = getattr(self, "_selected", set())  # the streams of the catalog being read
+        listings["pull_request_listing"].reader.readers = tuple(  # named in its skip warning
+            s.name for s in streams if "pull_request_listing" in s.listings and (s.name in selected or not selected))
         repositories.listing_read_anyway = any(isinstance(s, RepositoryScopedStream) and s.name in selected for s in streams)
         return streams
 

@@ -140,6 +140,22 @@ def test_comments_read_only_pull_requests_with_comments_drop_drafts_and_keep_sof
 
 
 @responses.activate
+def test_a_repository_gone_from_the_shared_pull_request_listing_gives_one_warning_naming_its_streams(config):
+    listing()
+    responses.get(repository_url(REPO, "pullrequests"), status=404,
+                  json={"type": "error", "error": {"message": "Repository not found"}})  # deleted after the listing
+
+    streams = ["pull_request_comments", "pull_request_commits", "pull_request_diffstat"]
+    output = run_read(config, streams, SyncMode.incremental)
+
+    assert not output.records
+    [warning] = warnings(output)  # one line for the walk the three share, not one per stream
+    assert "for streams pull_request_comments, pull_request_commits, pull_request_diffstat" in warning, warning
+    assert "HTTP 404" in warning and "shared pull request listing" in warning
+    assert len(calls(repository_url(REPO, "pullrequests"))) == 1
+
+
+@responses.activate
 def test_pull_request_commits_take_an_empty_list_as_no_rows_and_skip_a_deleted_fork(config):
     listing()
     pull_requests(pr(1), pr(2), pr(3, day=6))

@@ -22,7 +22,14 @@ PULL_REQUEST_REF_FIELDS = ("id", "updated_on", "comment_count", "state")
 class PullRequestRefs(PullRequests):
     """The reader of ``PullRequestListing``: the pull_requests endpoint, same ``state``, ``q`` and
     ``sort`` as the ``pull_requests`` stream, trimmed with ``fields=`` to ``PULL_REQUEST_REF_FIELDS``
-    (Bitbucket's partial responses). Not a registered stream; it keeps no state."""
+    (Bitbucket's partial responses). Not a registered stream; it keeps no state. ``readers``: the names
+    of the streams it reads for (set by the source), named in its skip warning."""
+
+    readers: Tuple[str, ...] = ()
+
+    @property
+    def skipped_for(self) -> str:
+        return f"streams {', '.join(self.readers) or self.name} (their shared pull request listing)"
 
     def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
         wanted = ",".join(f"values.{field}" for field in PULL_REQUEST_REF_FIELDS)
@@ -40,7 +47,7 @@ class PullRequestListing:
     call with an earlier ``since`` (a stream whose cursor lags) reads that repository again. Each
     pull request is a ref: ``{"id", "updated_on", "comment_count", "state"}``, ascending
     ``updated_on``. A 403 or 404 on the listing (no access, repository deleted) gives ``[]``, with
-    the pull_requests stream's one warning. Thread-safe (prefetch threads ask for different
+    one warning naming the streams that read it. Thread-safe (prefetch threads ask for different
     repositories at once).
     """
 

@@ -199,9 +199,14 @@ class RepositoryScopedStream(HttpSubStream, BitbucketStream, ABC):
         else:
             hint = "it was deleted or renamed during the sync, or the feature is off"
         self.logger.warning(
-            f"Skipping {self.partition_name(stream_slice)} for stream {self.name}: HTTP {response.status_code} "
+            f"Skipping {self.partition_name(stream_slice)} for {self.skipped_for}: HTTP {response.status_code} "
             f"({error_detail(response)}); {hint}."
         )
+
+    @property
+    def skipped_for(self) -> str:
+        """Who loses a skipped partition, for the warning: ``stream <name>``."""
+        return f"stream {self.name}"
 
     def transform(self, record: MutableMapping[str, Any], stream_slice: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
         repository = stream_slice["repository"]
