@@ -37,11 +37,19 @@ def main() -> None:
         workspace.add_deployment(slugs[3], state="COMPLETED")
         workspace.update_repository(slugs[4])
         pipelines = pipeline_changes(workspace)
+        merged = next((r.slug, pr.id) for r in workspace.repositories for pr in r.pull_requests
+                      if pr.state == "OPEN" and pr.close_source_branch and (r.uuid, pr.id) not in workspace.diffstat_errors)
+        workspace.update_pull_request(*merged)  # merged, its source branch deleted: its commits list is empty now
+        review = review_changes(workspace)
         print(
             f"changed in the sandbox: a new pull request in {slugs[0]} (with its commit), 3 commits pushed to {slugs[1]}, "
             f"a 400-day-old branch of 3 commits merged into {slugs[2]}, a deployment in {slugs[3]}, {slugs[4]} updated; "
             f"in {pipelines['repository']}: a running pipeline completed, a halted one resumed, 2 new pipelines "
-            f"(one custom, with variables)\n"
+            f"(one custom, with variables); pull request #{merged[1]} of {merged[0]} merged and its branch deleted; "
+            f"a comment on pull request #{review['commented']['id']} of {review['commented']['repository']} (closed), "
+            f"edited; a comment of #{review['deleted']['id']} of {review['deleted']['repository']} deleted; "
+            f"tags {review['tag']['name']} and {review['lightweight_tag']['name']} (lightweight) in "
+            f"{review['tag']['repository']}; project {review['project']['key']} edited\n"
         )
         _sync("2nd sync (with the 1st sync's state)", config, first.final_state(), server, args.show_state)
 
@@ -62,6 +70,25 @@ def pipeline_changes(workspace) -> Dict[str, Any]:
     }
 
 
+def review_changes(workspace) -> Dict[str, Any]:
+    """The demo's code-review changes between two syncs: a comment on an old, closed pull request (new
+    activity) which is then edited, another comment deleted (it stays, ``deleted: true``), an annotated and
+    a lightweight tag on the main branch of the repository with the most pull requests, and a project
+    edited. Returns the mutations' results: ``{"commented", "edited", "deleted", "tag", "lightweight_tag",
+    "project"}``."""
+    closed = [(r.slug, pr.id) for r in workspace.repositories for pr in r.pull_requests
+              if pr.state != "OPEN" and pr.comment_count >= 2]
+    tagged = max((r for r in workspace.repositories if r.main_head() is not None), key=lambda r: len(r.pull_requests))
+    return {
+        "commented": workspace.update_pull_request(*closed[0]),
+        "edited": workspace.edit_comment(*closed[0]),
+        "deleted": workspace.delete_comment(*closed[1]),
+        "tag": workspace.add_tag(tagged.slug),
+        "lightweight_tag": workspace.add_tag(tagged.slug, lightweight=True),
+        "project": workspace.update_project(workspace.projects[0].key),
+    }
+
+
 def endpoints(config: Mapping[str, Any]) -> Dict[str, str]:
     """``{stream: endpoint kind}`` in the registry's order: the sandbox's ``endpoint_kind`` of each
     stream's first page (for a repository-scoped stream, the page of an example repository)."""
@@ -74,13 +101,13 @@ def _sync(title: str, config, state, server, show_state: bool) -> cli.SyncResult
     result = cli.run("read", config, cli.catalog(), state=state)
     requests = server.request_counts()
     print(title, "- exit code", result.returncode)
-    print(f"  {'stream':<16}{'records':>8}{'states':>8}   requests")
+    print(f"  {'stream':<24}{'records':>8}{'states':>8}   requests")
     states = {}
     for stream in result.states:
         name = stream["stream"]["stream_descriptor"]["name"]
         states[name] = states.get(name, 0) + 1
     for stream, endpoint in endpoints(config).items():
-        print(f"  {stream:<16}{len(result.records[stream]):>8}{states.get(stream, 0):>8}   {requests.get(endpoint, 0)} x {endpoint}")
+        print(f"  {stream:<24}{len(result.records[stream]):>8}{states.get(stream, 0):>8}   {requests.get(endpoint, 0)} x {endpoint}")
     for error in result.errors:
         print("  ERROR:", error.get("message"))
     if show_state:

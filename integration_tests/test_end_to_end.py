@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Tuple
 import pytest
 
 from integration_tests import connector_cli as cli
-from integration_tests.demo import pipeline_changes
+from integration_tests.demo import pipeline_changes, review_changes
 from integration_tests.ground_truth import PIPELINE_STREAMS, REVIEW_STREAMS, connector_key, pipeline_truth, review_truth
 from integration_tests.sandbox import SandboxServer, generate_workspace
 from source_bitbucket.dates import format_datetime, parse_datetime
@@ -136,7 +136,6 @@ def test_an_incremental_sync_after_changes_emits_exactly_what_changed_and_loses_
     prs = workspace.records("pull_requests")
     open_pr = next(pr for pr in prs if pr["state"] == "OPEN" and pr["close_source_branch"]
                    and pr["destination"]["repository"]["full_name"].split("/")[1] in slugs)
-    commented = [pr for pr in prs if pr["state"] != "OPEN" and pr["comment_count"] >= 2]
     running = next(d for d in workspace.records("deployments") if d["state"]["name"] == "IN_PROGRESS")
     open_pr_repo = open_pr["destination"]["repository"]["full_name"].split("/")[1]
     running_repo = running["commit"]["links"]["html"]["href"].split("/")[4]
@@ -149,7 +148,7 @@ def test_an_incremental_sync_after_changes_emits_exactly_what_changed_and_loses_
     workspace.update_repository(slugs[4])
     workspace.add_member()
     pipelines = pipeline_changes(workspace)  # a running pipeline completes, a halted one resumes, two new ones
-    review = review_changes(workspace, commented, slugs)
+    review = review_changes(workspace)
     after = truth(workspace, server.api_url)
     server.reset_requests()
 
@@ -192,21 +191,6 @@ def test_an_incremental_sync_after_changes_emits_exactly_what_changed_and_loses_
                 and r["repository_uuid"] == merged["destination"]["repository"]["uuid"]]  # ... empty now, nothing deleted
     assert {t["name"] for t in second.records["tags"]} >= {review["tag"]["name"], review["lightweight_tag"]["name"]}
     assert [p["uuid"] for p in second.records["projects"]] == [review["project"]["uuid"]]
-
-
-def review_changes(workspace, commented, slugs) -> Dict[str, Any]:
-    """Code-review changes between two syncs: a comment on an old pull request (new activity), an edited
-    and a deleted comment, an annotated and a lightweight tag, an edited project."""
-    first, second = commented[0], commented[1]
-    repo = lambda pr: pr["destination"]["repository"]["full_name"].split("/")[1]  # noqa: E731
-    workspace.update_pull_request(repo(first), first["id"])  # a closed pull request gets a comment
-    return {
-        "edited": workspace.edit_comment(repo(first), first["id"]),
-        "deleted": workspace.delete_comment(repo(second), second["id"]),
-        "tag": workspace.add_tag(slugs[5]),
-        "lightweight_tag": workspace.add_tag(slugs[5], lightweight=True),
-        "project": workspace.update_project(workspace.projects[0].key),
-    }
 
 
 def check_review_stream(stream, got, before, after, changed_prs, moved, first) -> None:
