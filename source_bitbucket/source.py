@@ -31,7 +31,7 @@ from source_bitbucket.streams import STREAM_CLASSES, Repositories
 from source_bitbucket.streams.base import BitbucketStream
 from source_bitbucket.streams.pipeline_steps import PipelineListing
 from source_bitbucket.streams.pipelines import PipelineRefs
-from source_bitbucket.streams.pull_request_scoped import PullRequestListing, PullRequestRefs
+from source_bitbucket.streams.pull_request_scoped import PullRequestListing, PullRequestRefs, PullRequestScopedStream
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 
 
@@ -145,7 +145,7 @@ class SourceBitbucket(AbstractSource):
         streams = [_build(stream_class, repositories, listings, common) for stream_class in STREAM_CLASSES]
         selected = getattr(self, "_selected", set())  # the streams of the catalog being read
         listings["pull_request_listing"].reader.readers = tuple(  # named in its skip warning
-            s.name for s in streams if "pull_request_listing" in s.listings and (s.name in selected or not selected))
+            s.name for s in streams if isinstance(s, PullRequestScopedStream) and (s.name in selected or not selected))
         repositories.listing_read_anyway = any(isinstance(s, RepositoryScopedStream) and s.name in selected for s in streams)
         return streams
 

@@ -140,6 +140,23 @@ def test_comments_read_only_pull_requests_with_comments_drop_drafts_and_keep_sof
 
 
 @responses.activate
+def test_the_pull_request_listing_is_walked_once_when_pull_requests_and_the_pull_request_scoped_streams_are_read(config):
+    listing()
+    pull_requests(pr(1, comment_count=0), pr(2, comment_count=3))
+    for n in (1, 2):
+        responses.get(repository_url(REPO, f"pullrequests/{n}/commits"), json={"values": [], "pagelen": 100})
+    responses.get(repository_url(REPO, "pullrequests/2/comments"), json=page([{"id": 10, "content": {"raw": "a"}}]))
+
+    output = run_read(config, ["pull_requests", "pull_request_comments", "pull_request_commits"], SyncMode.incremental)
+
+    assert [r["id"] for r in records(output, "pull_requests")] == [1, 2]
+    assert [(r["pull_request_id"], r["id"]) for r in records(output, "pull_request_comments")] == [(2, 10)]
+    walks = [url for url in calls(repository_url(REPO, "pullrequests")) if urlparse(url).path.endswith("/pullrequests")]
+    assert len(walks) == 1 and query(walks[0])["fields"] == ["+values.participants,+values.reviewers"]  # the stream's own
+    assert len(calls(repository_url(REPO, "pullrequests/"))) == 3  # comments of #2, commits of #1 and #2
+
+
+@responses.activate
 def test_a_repository_gone_from_the_shared_pull_request_listing_gives_one_warning_naming_its_streams(config):
     listing()
     responses.get(repository_url(REPO, "pullrequests"), status=404,

@@ -26,6 +26,7 @@ class PullRequestRefs(PullRequests):
     of the streams it reads for (set by the source), named in its skip warning."""
 
     readers: Tuple[str, ...] = ()
+    listings = ()  # it reads for the listing; it feeds none
 
     @property
     def skipped_for(self) -> str:
@@ -40,7 +41,8 @@ class PullRequestListing:
     """The pull requests of each repository updated after a date, read once per sync and shared by
     every pull-request-scoped stream.
 
-    ``pull_requests(repository, since)`` reads ``GET /repositories/{workspace}/{uuid}/pullrequests``
+    ``remember`` takes what the pull_requests stream read of a repository (it comes first in the
+    registry), so a sync that reads both walks each listing once. Otherwise ``pull_requests(repository, since)`` reads ``GET /repositories/{workspace}/{uuid}/pullrequests``
     (``q=updated_on>{since}``, ascending ``sort=updated_on``, the configured states; every page, with
     the usual shift detection) the first time a repository is asked for, and answers later calls
     for a ``since`` at or after the one read from the remembered list, without a request. A later
@@ -56,6 +58,22 @@ class PullRequestListing:
         self._read: Dict[str, Tuple[datetime, List[Mapping[str, Any]]]] = {}
         self._locks: Dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+
+    def remember(self, repository: Mapping[str, str], since: str, pull_requests: Iterable[Mapping[str, Any]]) -> None:
+        """Take ``repository``'s pull requests updated after ``since`` from a complete walk made by
+        the pull_requests stream (whole records; the refs' fields are kept), unless a wider window
+        (an earlier ``since``) is already known."""
+        uuid, bound = repository["uuid"], parse_datetime(since)
+        if bound is None:
+            return
+        refs = sorted(({field: pr.get(field) for field in PULL_REQUEST_REF_FIELDS} for pr in pull_requests),
+                      key=lambda ref: parse_datetime(ref["updated_on"]) or bound)
+        with self._guard:
+            lock = self._locks.setdefault(uuid, threading.Lock())
+        with lock:
+            known = self._read.get(uuid)
+            if known is None or bound < known[0]:
+                self._read[uuid] = (bound, refs)
 
     def pull_requests(self, repository: Mapping[str, str], since: str) -> List[Mapping[str, Any]]:
         """The refs of ``repository`` ({uuid, full_name, slug}) updated after ``since`` (ISO date-time)."""

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional
+
+from airbyte_cdk.models import SyncMode
+from airbyte_cdk.sources.streams.core import StreamData
 
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
+
+if TYPE_CHECKING:
+    from source_bitbucket.streams.pull_request_scoped import PullRequestListing
 
 
 class PullRequests(RepositoryScopedStream):
@@ -17,6 +23,10 @@ class PullRequests(RepositoryScopedStream):
     adds them without a request per pull request. The window is filtered on the server with
     ``q=updated_on>{since}`` and read in ascending ``sort=updated_on``. State is written once per
     repository, after a walk of its listing that saw no shift (see ``BitbucketStream``).
+
+    A repository read to its end hands its pull requests to the ``PullRequestListing`` the
+    pull-request-scoped streams share (``remember``), so that when they come next in the sync they
+    need no walk of their own.
     """
 
     name = "pull_requests"
@@ -25,6 +35,28 @@ class PullRequests(RepositoryScopedStream):
     page_size = 50
     required_scope = "read:pullrequest:bitbucket"
     resource = "pullrequests"
+    listings = ("pull_request_listing",)
+
+    def __init__(self, pull_request_listing: Optional["PullRequestListing"] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pull_request_listing = pull_request_listing
+
+    def read_records(
+        self,
+        sync_mode: SyncMode,
+        cursor_field: Optional[List[str]] = None,
+        stream_slice: Optional[Mapping[str, Any]] = None,
+        stream_state: Optional[Mapping[str, Any]] = None,
+    ) -> Iterable[StreamData]:
+        """One repository's pull requests; once all are emitted, the listing gets them (the last read
+        version of each: a walk read again after a shift emits some twice, the later one is newer)."""
+        newest: Dict[Any, Mapping[str, Any]] = {}
+        for record in super().read_records(sync_mode, cursor_field, stream_slice, stream_state):
+            if self.pull_request_listing is not None and isinstance(record, Mapping):
+                newest[record.get("id")] = record
+            yield record
+        if self.pull_request_listing is not None and stream_slice:
+            self.pull_request_listing.remember(stream_slice["repository"], stream_slice["since"], newest.values())
 
     def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
         return {
