@@ -129,9 +129,9 @@ def big_pull_requests_fault(kind: str, times: Optional[int] = 1, **options: Any)
 
 def delete_after_listing(server: SandboxServer, workspace, roles: Roles) -> Callable[[], None]:
     """Delete the small repository once the first pull request request arrives (the shared listing
-    has been read by then); every pull request request is held 700 ms and answered from the data as
+    has been read by then); every pull request listing request is held 700 ms and answered from the data as
     it is after the deletion, so the listing names the repository and its reads answer 404."""
-    server.add_fault("latency", "/pullrequests", None, ms=700)
+    server.add_fault("latency", "/pullrequests?", None, ms=700)  # the listings, not each pull request's reads
     stop = threading.Event()
 
     def watch() -> None:

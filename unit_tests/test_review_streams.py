@@ -171,6 +171,11 @@ def test_a_repository_gone_from_the_shared_pull_request_listing_gives_one_warnin
     assert "HTTP 404" in warning and "shared pull request listing" in warning
     assert len(calls(repository_url(REPO, "pullrequests"))) == 1
 
+    responses.calls.reset()  # with pull_requests read too: its skip hands nothing over, the listing asks itself
+    output = run_read(config, ["pull_requests", "pull_request_comments"], SyncMode.incremental)
+    found = warnings(output)
+    assert len(found) == 2 and "for stream pull_requests:" in found[0] and "for streams pull_request_comments " in found[1], found
+
 
 @responses.activate
 def test_pull_request_commits_take_an_empty_list_as_no_rows_and_skip_a_deleted_fork(config):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Set
 
+import requests
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.streams.core import StreamData
 
@@ -40,6 +41,11 @@ class PullRequests(RepositoryScopedStream):
     def __init__(self, pull_request_listing: Optional["PullRequestListing"] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pull_request_listing = pull_request_listing
+        self._skipped: Set[str] = set()  # repositories skipped after a 403 or 404: nothing to hand over
+
+    def on_partition_skipped(self, response: requests.Response, stream_slice: Mapping[str, Any]) -> None:
+        self._skipped.add(stream_slice["repository"]["uuid"])
+        super().on_partition_skipped(response, stream_slice)
 
     def read_records(
         self,
@@ -49,13 +55,14 @@ class PullRequests(RepositoryScopedStream):
         stream_state: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[StreamData]:
         """One repository's pull requests; once all are emitted, the listing gets them (the last read
-        version of each: a walk read again after a shift emits some twice, the later one is newer)."""
+        version of each: a walk read again after a shift emits some twice, the later one is newer),
+        unless the repository was skipped (the listing then asks, and warns for its own streams)."""
         newest: Dict[Any, Mapping[str, Any]] = {}
         for record in super().read_records(sync_mode, cursor_field, stream_slice, stream_state):
             if self.pull_request_listing is not None and isinstance(record, Mapping):
                 newest[record.get("id")] = record
             yield record
-        if self.pull_request_listing is not None and stream_slice:
+        if self.pull_request_listing is not None and stream_slice and stream_slice["repository"]["uuid"] not in self._skipped:
             self.pull_request_listing.remember(stream_slice["repository"], stream_slice["since"], newest.values())
 
     def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
