@@ -12,11 +12,8 @@ from airbyte_cdk.models import SyncMode
 
 from source_bitbucket.dates import parse_datetime
 from source_bitbucket.streams.base import BitbucketStream
-from source_bitbucket.streams.pull_requests import PullRequests
+from source_bitbucket.streams.pull_requests import PULL_REQUEST_REF_FIELDS, PullRequests, pull_request_ref
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
-
-# What the pull-request-scoped streams need of a pull request: the listing asks for nothing else.
-PULL_REQUEST_REF_FIELDS = ("id", "updated_on", "comment_count", "state")
 
 
 class PullRequestRefs(PullRequests):
@@ -59,38 +56,42 @@ class PullRequestListing:
         self._locks: Dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def remember(self, repository: Mapping[str, str], since: str, pull_requests: Iterable[Mapping[str, Any]]) -> None:
-        """Take ``repository``'s pull requests updated after ``since`` from a complete walk made by
-        the pull_requests stream (whole records; the refs' fields are kept), unless a wider window
-        (an earlier ``since``) is already known."""
-        uuid, bound = repository["uuid"], parse_datetime(since)
+    def remember(self, repository: Mapping[str, str], since: str, refs: Iterable[Mapping[str, Any]]) -> None:
+        """Take the refs of ``repository``'s pull requests updated after ``since`` (ISO date-time) from a
+        complete walk made by the pull_requests stream, unless a wider window (an earlier ``since``) is
+        already known."""
+        bound = parse_datetime(since)
         if bound is None:
             return
-        refs = sorted(({field: pr.get(field) for field in PULL_REQUEST_REF_FIELDS} for pr in pull_requests),
-                      key=lambda ref: parse_datetime(ref["updated_on"]) or bound)
-        with self._guard:
-            lock = self._locks.setdefault(uuid, threading.Lock())
-        with lock:
-            known = self._read.get(uuid)
-            if known is None or bound < known[0]:
-                self._read[uuid] = (bound, refs)
+        with self._lock(repository["uuid"]):
+            self._keep(repository["uuid"], bound, refs)
 
     def pull_requests(self, repository: Mapping[str, str], since: str) -> List[Mapping[str, Any]]:
         """The refs of ``repository`` ({uuid, full_name, slug}) updated after ``since`` (ISO date-time)."""
         uuid = repository["uuid"]
         bound = parse_datetime(since)
-        with self._guard:
-            lock = self._locks.setdefault(uuid, threading.Lock())
-        with lock:
+        with self._lock(uuid):
             known = self._read.get(uuid)
             if known is None or bound < known[0]:
                 stream_slice = {"repository": repository, "since": since}
                 by_id = {}
                 for record in BitbucketStream.read_records(self.reader, SyncMode.full_refresh, None, stream_slice, None):
-                    by_id[record["id"]] = {field: record.get(field) for field in PULL_REQUEST_REF_FIELDS}
-                refs = sorted(by_id.values(), key=lambda ref: parse_datetime(ref["updated_on"]) or bound)
-                known = self._read[uuid] = (bound, refs)
+                    by_id[record["id"]] = pull_request_ref(record)
+                self._keep(uuid, bound, by_id.values())
+            known = self._read[uuid]
         return [ref for ref in known[1] if (parse_datetime(ref["updated_on"]) or bound) > bound]
+
+    def _lock(self, uuid: str) -> threading.Lock:
+        """The lock of one repository's entry (one walk at a time per repository)."""
+        with self._guard:
+            return self._locks.setdefault(uuid, threading.Lock())
+
+    def _keep(self, uuid: str, bound: datetime, refs: Iterable[Mapping[str, Any]]) -> None:
+        """Store the refs after ``bound``, ascending ``updated_on``, unless a wider window is known
+        (the caller holds the repository's lock)."""
+        known = self._read.get(uuid)
+        if known is None or bound < known[0]:
+            self._read[uuid] = (bound, sorted(refs, key=lambda ref: parse_datetime(ref["updated_on"]) or bound))
 
 
 class PullRequestScopedStream(RepositoryScopedStream, ABC):

@@ -13,6 +13,14 @@ from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 if TYPE_CHECKING:
     from source_bitbucket.streams.pull_request_scoped import PullRequestListing
 
+# What the pull-request-scoped streams need of a pull request: all the shared listing keeps of one.
+PULL_REQUEST_REF_FIELDS = ("id", "updated_on", "comment_count", "state")
+
+
+def pull_request_ref(record: Mapping[str, Any]) -> Dict[str, Any]:
+    """A pull request reduced to ``PULL_REQUEST_REF_FIELDS`` (missing ones None)."""
+    return {field: record.get(field) for field in PULL_REQUEST_REF_FIELDS}
+
 
 class PullRequests(RepositoryScopedStream):
     """Pull requests of every repository. Primary key (``repository_uuid``, ``id``), cursor ``updated_on``.
@@ -54,13 +62,13 @@ class PullRequests(RepositoryScopedStream):
         stream_slice: Optional[Mapping[str, Any]] = None,
         stream_state: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[StreamData]:
-        """One repository's pull requests; once all are emitted, the listing gets them (the last read
-        version of each: a walk read again after a shift emits some twice, the later one is newer),
-        unless the repository was skipped (the listing then asks, and warns for its own streams)."""
+        """One repository's pull requests; once all are emitted, the listing gets their refs (the last
+        read version of each: a walk read again after a shift emits some twice, the later one is
+        newer), unless the repository was skipped (the listing then asks, and warns for its own streams)."""
         newest: Dict[Any, Mapping[str, Any]] = {}
         for record in super().read_records(sync_mode, cursor_field, stream_slice, stream_state):
             if self.pull_request_listing is not None and isinstance(record, Mapping):
-                newest[record.get("id")] = record
+                newest[record.get("id")] = pull_request_ref(record)
             yield record
         if self.pull_request_listing is not None and stream_slice and stream_slice["repository"]["uuid"] not in self._skipped:
             self.pull_request_listing.remember(stream_slice["repository"], stream_slice["since"], newest.values())
