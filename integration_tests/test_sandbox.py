@@ -334,6 +334,19 @@ def test_exclude_gives_exactly_new_commits(server, http, ws):
     assert missing.status_code == 404 and missing.json()["error"]["message"] == "Commit not found"
 
 
+def test_commits_by_post_answer_as_the_get_and_a_too_long_url_answers_414(server, http, ws):
+    repo = busiest(ws)
+    url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/commits"
+    old_heads = sorted(set(ws.branch_heads(repo.slug).values()))
+    ws.push_commits(repo.slug, 2)
+    by_get = http.get(url, params={"exclude": old_heads}).json()
+    by_post = http.post(url, params={"pagelen": 10}, data={"exclude": old_heads}).json()
+    assert [c["hash"] for c in by_post["values"]] == [c["hash"] for c in by_get["values"]] and len(by_get["values"]) == 2
+    too_long = http.get(url, params={"exclude": ["a" * 40] * 200})
+    assert too_long.status_code == 414
+    assert http.post(url, data={"exclude": old_heads * 50}).status_code == 200  # the body has no such limit
+
+
 def test_late_branch_commits_are_new_but_old_dated(server, http, ws):
     repo = busiest(ws)
     url = f"{server.api_url}/repositories/{ws.slug}/{repo.slug}/commits"

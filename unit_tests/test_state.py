@@ -364,7 +364,7 @@ CHAIN = [("c4", ["c3"]), ("c3", ["c2"]), ("c2", ["c1"]), ("c1", [])]  # newest f
 
 
 def frontier_tips(commits, previous=()):
-    frontier = CommitFrontier(previous, limit=100)
+    frontier = CommitFrontier(previous)
     for commit_hash, parents in commits:
         frontier.add(commit_hash, parents)
     return frontier.tips
@@ -403,17 +403,16 @@ def test_no_new_commits_keeps_previous_tips():
     assert previous == ["t2", "t1"]
 
 
-@pytest.mark.parametrize("limit,expected", [(3, ["a", "b", "c"]), (10, ["a", "b", "c", "d", "e"]), (0, [])])
-def test_the_snapshot_is_sorted_and_capped(limit, expected):
-    frontier = CommitFrontier(["e", "a", "d"], limit=limit)
+def test_the_snapshot_is_sorted_and_keeps_every_tip():
+    frontier = CommitFrontier(["e", "a", "d"])
     frontier.add("c", [])
     frontier.add("b", [])
-    assert frontier.excluded == sorted(["e", "a", "d"])[:limit]  # published only by snapshot()
-    assert frontier.snapshot() == expected and frontier.excluded == expected
+    assert frontier.excluded == ["a", "d", "e"]  # published only by snapshot()
+    assert frontier.snapshot() == ["a", "b", "c", "d", "e"] and frontier.excluded == ["a", "b", "c", "d", "e"]
 
 
 def test_a_published_snapshot_is_never_changed_afterwards():
-    frontier = CommitFrontier([], limit=10)
+    frontier = CommitFrontier([])
     frontier.add("a", [])
     published = frontier.snapshot()
     frontier.add("b", ["a"])
@@ -422,7 +421,7 @@ def test_a_published_snapshot_is_never_changed_afterwards():
 
 
 def test_release_forgets_parents_but_keeps_the_tips():
-    frontier = CommitFrontier([], limit=10)
+    frontier = CommitFrontier([])
     frontier.add("b", ["a"])
     frontier.release()
     assert frontier.tips == {"b"} and frontier.snapshot() == ["b"]

@@ -274,6 +274,36 @@ def test_commits_ask_only_for_commits_not_reachable_from_the_tips_already_read(c
                        "repository_updated_on": "2024-01-01T00:00:00.000000+00:00"}  # the listing's, for the skip rule
 
 
+@pytest.mark.parametrize("tips", [2, 300])
+@responses.activate
+def test_commits_send_tips_in_a_post_body_only_when_they_do_not_fit_in_a_url(config, tips):
+    """``POST .../commits`` with a form-encoded ``exclude`` list is Bitbucket's documented form for tip
+    lists too long for a URL (bitbucket-api-more-endpoints.md, section 6); every tip is sent (no cap),
+    and the next page is the answer's GET link."""
+    repo = repository(1)
+    responses.get(LISTING, json=page([repo]))
+    url = repository_url(repo, "commits")
+    excluded = sorted(f"{i:040x}" for i in range(tips))
+    second = f"{url}?page=abc"
+    first_page = page([commit("n2", "2024-05-03T00:00:00+00:00", ["n1"])], next_url=second)
+    responses.add("POST" if tips > 2 else "GET", url, json=first_page)
+    responses.get(second, json=page([commit("n1", "2024-05-02T00:00:00+00:00", [excluded[0]])]))
+    state = {repo["uuid"]: {"date": "2024-05-01T00:00:00.000000+00:00", "exclude": excluded}}
+
+    output = run_read(config, ["commits"], SyncMode.incremental, state={"commits": state})
+
+    first, following = (call.request for call in calls_to(url))
+    sent = parse_qs(first.body) if first.method == "POST" else query(calls_to(url)[0])
+    assert sent["exclude"] == excluded  # every tip, none dropped
+    assert (first.method, len(first.url) <= 2048) == (("POST", True) if tips > 2 else ("GET", True))
+    assert following.method == "GET" and following.body is None
+    if first.method == "POST":
+        assert query(calls_to(url)[0]) == {"pagelen": ["100"]}
+        assert first.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert [r.record.data["hash"] for r in output.records] == ["n2", "n1"]
+    assert final_state(output, "commits")[repo["uuid"]]["exclude"] == sorted(excluded[1:] + ["n2"])
+
+
 @responses.activate
 def test_commits_dated_before_start_date_are_not_emitted_but_still_become_tips(config):
     repo = repository(1)

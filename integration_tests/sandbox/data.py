@@ -31,7 +31,7 @@ MUTATIONS = (
     "add_pull_request", "update_pull_request", "push_commits", "push_late_branch", "add_deployment",
     "complete_deployment", "update_repository", "delete_repository", "add_member",
     "add_pipeline", "complete_pipeline", "resume_pipeline",
-    "edit_comment", "delete_comment", "add_tag", "update_project",
+    "edit_comment", "delete_comment", "add_tag", "update_project", "add_branches",
 )
 
 
@@ -297,6 +297,21 @@ class Workspace:
         repo.updated_us = self.now_us
         return {"repository": repo.slug, "branch": branch, "previous_head": previous,
                 "commits": self._hashes(repo, late), "merge_commit": repo.graph.commits[merge].hash}
+
+    @_mutation
+    def add_branches(self, repo_slug: str, n: int = 1) -> Dict[str, Any]:
+        """Push ``n`` new branches, each one new commit off main: ``n`` new tips of the commit graph."""
+        repo = self._repo(repo_slug)
+        base = self._ensure_main(repo)
+        made = {}
+        for _ in range(n):
+            repo.branch_serial += 1
+            name = f"topic/sandbox-{repo.branch_serial}"
+            tip = self._commit(repo, (base,), self.tick(), f"Work on {name}\n")
+            repo.graph.set_branch(name, tip)
+            made[name] = repo.graph.commits[tip].hash
+        repo.updated_us = self.now_us
+        return {"repository": repo.slug, "branches": made}
 
     @_mutation
     def add_pull_request(self, repo_slug: str) -> Dict[str, Any]:

@@ -40,6 +40,9 @@ UNAUTHORIZED = (
 BAD_GATEWAY = ("<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body><h1>Bad Gateway</h1>"
                "<p>The server returned an invalid or incomplete response.</p></body></html>\n")
 
+# Requests with a longer path and query answer 414 (the common 8 KB limit of front-end proxies; Bitbucket's
+# own is not documented, which is why it documents the POST form of /commits "to avoid URL length issues").
+MAX_URL_LENGTH = 8192
 SWITCHES = ("pipelines_next_link", "ignore_fields")  # Workspace attributes (data.py)
 CONTROL_HELP = {
     "POST /_sandbox/mutate": {"body": {"op": "one of " + ", ".join(MUTATIONS), "args": {"repo_slug": "..."}},
@@ -193,6 +196,8 @@ class SandboxServer:
             time.sleep((self.latency_ms + latency) / 1000)
         if rule is not None and rule.kind not in ALTERING:
             return _fault_response(rule, path, self.scopes)
+        if len(path) + len(query) + 1 > MAX_URL_LENGTH:
+            return Response(414, b"URI Too Long", "text/plain")
         if not self.authorized(headers.get("Authorization")):
             return Response(401, UNAUTHORIZED.encode(), "text/plain",
                             {"WWW-Authenticate": 'Basic realm="Bitbucket.org HTTP"'})

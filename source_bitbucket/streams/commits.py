@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Dict, Iterable, List, Mapping, MutableMapping, Optional, Set
+from urllib.parse import urlencode
 
 import requests
 from airbyte_cdk.models import SyncMode
@@ -12,7 +13,7 @@ from source_bitbucket.dates import format_datetime, parse_datetime
 from source_bitbucket.streams.repository_scoped import RepositoryScopedStream
 from source_bitbucket.streams.unchanged import SkipsUnchangedRepositories
 
-MAX_EXCLUDED_TIPS = 100
+MAX_URL_LENGTH = 2048  # the longest URL sent; longer tip lists go in a POST body (kept well under any proxy's limit)
 _HASH = re.compile(r"^[0-9a-f]{7,64}$")
 
 
@@ -31,6 +32,12 @@ class Commits(SkipsUnchangedRepositories, RepositoryScopedStream):
     Skip rule (``SkipsUnchangedRepositories``): a repository whose ``updated_on`` has not moved
     since its commits were last read has no new commits; it is skipped without a request, but read
     anyway once a week.
+
+    Tips travel as ``exclude`` query parameters while the URL stays within ``MAX_URL_LENGTH``; beyond
+    that (a repository with many branches and tags), the first page is ``POST .../commits`` with the
+    tips in a form-encoded body, which Bitbucket documents as identical to the GET "to avoid URL
+    length issues"; the ``next`` links it answers are GET URLs again. No tip is ever dropped, so an
+    unchanged repository costs one request whatever its number of branches.
 
     State per repository: ``{"date": <latest commit date>, "exclude": [<40-char hashes>],
     "repository_updated_on": <the listing's updated_on when read>, "checked_on": <that sync's start>}``.
@@ -57,15 +64,39 @@ class Commits(SkipsUnchangedRepositories, RepositoryScopedStream):
     def slice_extras(self, repository: Mapping[str, str], incremental: bool) -> Mapping[str, Any]:
         entry = self.state.get(repository["uuid"]) if incremental else None
         exclude = entry.get("exclude") if isinstance(entry, Mapping) else None
-        # hand-edited or damaged state: keep only commit hashes, at most the usual number
-        exclude = sorted({h for h in exclude if isinstance(h, str) and _HASH.match(h)})[:MAX_EXCLUDED_TIPS] if isinstance(exclude, list) else []
+        # hand-edited or damaged state: keep only commit hashes
+        exclude = sorted({h for h in exclude if isinstance(h, str) and _HASH.match(h)}) if isinstance(exclude, list) else []
         unchanged = self.is_unchanged(entry, repository["uuid"])
         if exclude:  # the server lists exactly the new commits, whatever their date
             return {"exclude": exclude, "since": format_datetime(self.config.start_date), "unchanged": unchanged}
         return {"exclude": [], "unchanged": unchanged}  # unchanged here: an empty repository still empty
 
+    @property
+    def http_method(self) -> str:
+        """``POST`` for the first page of a repository whose tips do not fit in a URL, ``GET`` otherwise
+        (later pages follow GET ``next`` links). Read by the CDK before each request, on the thread
+        that reads the repository (``read_slice`` names its slice there)."""
+        stream_slice = getattr(self._local, "slice", None)
+        first_page = not self._walk().followed
+        return "POST" if stream_slice and first_page and self._tips_in_body(stream_slice) else "GET"
+
     def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
-        return {"exclude": stream_slice["exclude"]} if stream_slice["exclude"] else {}
+        return {} if self._tips_in_body(stream_slice) else self._tips(stream_slice)
+
+    def request_body_data(self, stream_state=None, stream_slice=None, next_page_token=None) -> Optional[Mapping[str, Any]]:
+        """The first page's tips, form-encoded (``exclude=<hash>`` repeated), when they go by POST."""
+        return self._tips(stream_slice) if not next_page_token and self._tips_in_body(stream_slice or {}) else None
+
+    @staticmethod
+    def _tips(stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
+        return {"exclude": stream_slice["exclude"]} if stream_slice.get("exclude") else {}
+
+    def _tips_in_body(self, stream_slice: Mapping[str, Any]) -> bool:
+        tips = self._tips(stream_slice)
+        if not tips:
+            return False
+        url = f"{self.url_base}{self.first_page_path(stream_slice)}?{urlencode({'pagelen': self.page_size, **tips}, doseq=True)}"
+        return len(url) > MAX_URL_LENGTH
 
     def read_slice(
         self,
@@ -77,8 +108,9 @@ class Commits(SkipsUnchangedRepositories, RepositoryScopedStream):
         if stream_slice.get("unchanged"):
             return  # no push since the last read: no new commit (no request)
         uuid = stream_slice["repository"]["uuid"]
-        self._frontiers[uuid] = CommitFrontier(stream_slice["exclude"], MAX_EXCLUDED_TIPS)
+        self._frontiers[uuid] = CommitFrontier(stream_slice["exclude"])
         self._listed[uuid] = self.listed_updated_on(uuid)
+        self._local.slice = stream_slice  # for http_method
         yield from super().read_slice(sync_mode, cursor_field, stream_slice, stream_state)
         if uuid in self._stale_exclude:
             self._stale_exclude.discard(uuid)
@@ -86,8 +118,9 @@ class Commits(SkipsUnchangedRepositories, RepositoryScopedStream):
                 f"commits: Bitbucket no longer knows a commit read earlier from {stream_slice['repository']['full_name']}; "
                 "reading the repository's commits again in full."
             )
-            self._frontiers[uuid] = CommitFrontier([], MAX_EXCLUDED_TIPS)
+            self._frontiers[uuid] = CommitFrontier([])
             rescan = {**stream_slice, "exclude": [], "since": format_datetime(self.config.start_date)}
+            self._local.slice = rescan
             yield from super().read_slice(sync_mode, cursor_field, rescan, stream_state)
         self._frontiers[uuid].release()
 
@@ -148,10 +181,9 @@ class CommitFrontier:
     is replaced, never changed) may be read from any thread.
     """
 
-    def __init__(self, previous_tips: Iterable[str], limit: int) -> None:
+    def __init__(self, previous_tips: Iterable[str]) -> None:
         self.tips: Set[str] = set(previous_tips)
-        self.limit = limit
-        self.excluded: List[str] = sorted(self.tips)[:limit]
+        self.excluded: List[str] = sorted(self.tips)
         self._referenced: Set[str] = set()
 
     def add(self, commit_hash: str, parent_hashes: Iterable[str]) -> None:
@@ -163,10 +195,8 @@ class CommitFrontier:
             self.tips.discard(parent)
 
     def snapshot(self) -> List[str]:
-        """Publish the tips to send as ``exclude`` next time, at most ``limit`` of them (sorted, for
-        stable URLs). Dropping tips past the limit can only make the next sync list commits again
-        (duplicates), never skip one."""
-        self.excluded = sorted(self.tips)[: self.limit]
+        """Publish the tips to send as ``exclude`` next time, all of them (sorted, for stable URLs)."""
+        self.excluded = sorted(self.tips)
         return self.excluded
 
     def release(self) -> None:
