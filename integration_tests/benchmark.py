@@ -5,7 +5,11 @@ Runs, against one generated sandbox workspace:
 1. a full sync (every stream in ``full_refresh``) of ``python main.py read``;
 2. an incremental sync with nothing changed (the project's catalog, with the state of a previous
    incremental sync, which is run first and reported too);
-3. a plain sequential ``requests`` loop that fetches the same pages (each stream's first page, path
+3. the same with every repository last read 8 days ago (``aged`` state: the skip rule's weekly full check);
+4. an incremental sync after a typical hour of changes (``typical_hour``: pushes, a branch, pull
+   requests opened, merged and commented on, deployments, pipelines, a tag), against the minimum for
+   exactly those changes;
+5. a plain sequential ``requests`` loop that fetches the same pages (each stream's first page, path
    and parameters as the stream instances give them in ``request_plan``, following ``next``; per
    repository for the repository-scoped streams, per pipeline of each repository for
    pipeline_steps, the pipeline listing read once; per pull request of the pull_requests stream's
@@ -41,6 +45,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -67,6 +72,7 @@ PIPELINE_SCOPED = ("pipeline_steps",)
 # Read in full refresh even by the project's (incremental) catalog: a nothing-changed sync reads them whole.
 FULL_REFRESH_ONLY = ("environments",)
 EMAIL, TOKEN = "bench@example.com", "sandbox-token-bench"
+FULL_CHECK_AGE = 8 * 86400  # seconds: past the skip rule's weekly full check (FULL_CHECK_EVERY, 7 days)
 START_DATE = "2020-01-01T00:00:00Z"
 # The repository of the plain loop's request plan: the plain loop puts each repository's quoted uuid in its place.
 PLACEHOLDER_REPOSITORY = {"uuid": "REPOSITORY-UUID-PLACEHOLDER", "full_name": "REPOSITORY-FULL-NAME-PLACEHOLDER",
@@ -120,6 +126,12 @@ class Sandbox:
     def reset_requests(self) -> None:
         self._control("DELETE")
 
+    def hour(self) -> Mapping[str, Any]:
+        """Apply a typical hour of changes (``typical_hour``) and return the new info (``info`` keeps the old)."""
+        self.proc.stdin.write("hour\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
     def request_counts(self) -> Dict[str, int]:
         counts = self._control("GET")["counts"]
         return {e: counts.get(e, 0) for e in ENDPOINTS}
@@ -148,13 +160,28 @@ class Sandbox:
 
 
 def _serve(spec: Mapping[str, Any]) -> None:
-    """Child side of :class:`Sandbox`: generate, print one JSON line, serve until stdin closes."""
-    from integration_tests.sandbox import SandboxServer, generate_workspace, reviews
-    from integration_tests.sandbox.util import parse_iso
-    from source_bitbucket.streams.pull_request_activity import LOOKBACK, activity_date
+    """Child side of :class:`Sandbox`: generate, print the info line, then answer stdin until it closes:
+    ``hour`` applies :func:`typical_hour` and prints the new info line."""
+    from integration_tests.sandbox import SandboxServer, generate_workspace
 
     latency = spec.pop("latency_ms")
     workspace = generate_workspace(**spec)
+    server = SandboxServer(workspace, email=EMAIL, api_token=TOKEN, latency_ms=latency).start()
+    print(json.dumps(workspace_info(workspace, server)), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "hour":
+            typical_hour(workspace)
+            print(json.dumps(workspace_info(workspace, server)), flush=True)
+    server.stop()
+
+
+def workspace_info(workspace, server) -> Dict[str, Any]:
+    """The item counts the minimum request counts and the expected records are computed from, and the
+    versions (``updated_on`` of repositories and pull requests, pipeline states) that tell what changed."""
+    from integration_tests.sandbox import reviews
+    from integration_tests.sandbox.util import parse_iso
+    from source_bitbucket.streams.pull_request_activity import LOOKBACK, activity_date
+
     repos = workspace.repositories
     pipelines = [p for r in repos if r.pipelines_enabled for p in r.pipelines]  # Pipelines off: a 404, none
     per_repo = {
@@ -169,12 +196,17 @@ def _serve(spec: Mapping[str, Any]) -> None:
         "tags": [len(r.tags) for r in repos],
     }
     prs = [(r, pr) for r in repos for pr in r.pull_requests]
-    per_pull_request = {  # a deleted fork's commits and an uncomputable diffstat: one request, no records
-        "pull_request_comments": [len(reviews.published(pr)) for _, pr in prs if pr.comment_count > 0],
-        "pull_request_commits": [0 if (r.uuid, pr.id) in workspace.deleted_fork_pull_requests
-                                 else len(reviews.pull_request_commits(r, pr)) for r, pr in prs],
-        "pull_request_diffstat": [0 if (r.uuid, pr.id) in workspace.diffstat_errors
-                                  else len(reviews.diffstat(workspace, r, reviews.revision_spec(pr))) for r, pr in prs],
+    # one row per pull request: repository index, id, updated_on, then its comments (None: comment_count 0),
+    # commits and files; a deleted fork's commits and an uncomputable diffstat: one request, no records
+    pull_requests = [[i, pr.id, pr.updated_us, len(reviews.published(pr)) if pr.comment_count > 0 else None,
+                      0 if (r.uuid, pr.id) in workspace.deleted_fork_pull_requests else len(reviews.pull_request_commits(r, pr)),
+                      0 if (r.uuid, pr.id) in workspace.diffstat_errors
+                      else len(reviews.diffstat(workspace, r, reviews.revision_spec(pr)))]
+                     for i, r in enumerate(repos) for pr in r.pull_requests]
+    per_pull_request = {
+        "pull_request_comments": [row[3] for row in pull_requests if row[3] is not None],
+        "pull_request_commits": [row[4] for row in pull_requests],
+        "pull_request_diffstat": [row[5] for row in pull_requests],
     }
     lookback = 0  # what a nothing-changed sync emits again: the entries of the hour before each feed's newest
     for r in repos:
@@ -182,14 +214,37 @@ def _serve(spec: Mapping[str, Any]) -> None:
         lookback += sum(1 for d in dates if d > max(dates) - LOOKBACK.total_seconds() * 1_000_000) if dates else 0
     in_progress = sum(1 for r in repos for d in r.deployments if d.completed_us is None)
     open_steps = [len(p.steps) for p in pipelines if p.state != "COMPLETED"]
-    server = SandboxServer(workspace, email=EMAIL, api_token=TOKEN, latency_ms=latency).start()
-    print(json.dumps({"api_url": server.api_url, "origin": server.origin, "workspace": workspace.slug,
-                      "repositories": len(repos), "members": len(workspace.members), "per_repo": per_repo,
-                      "per_pull_request": per_pull_request, "projects": len(workspace.projects),
-                      "activity_lookback": lookback,
-                      "in_progress_deployments": in_progress, "open_pipeline_steps": open_steps}), flush=True)
-    sys.stdin.read()
-    server.stop()
+    return {"api_url": server.api_url, "origin": server.origin, "workspace": workspace.slug,
+            "repositories": len(repos), "members": len(workspace.members), "per_repo": per_repo,
+            "per_pull_request": per_pull_request, "projects": len(workspace.projects),
+            "activity_lookback": lookback,
+            "in_progress_deployments": in_progress, "open_pipeline_steps": open_steps,
+            "repository_updated_on": [r.updated_us for r in repos], "pull_requests": pull_requests,
+            "pipeline_list": [[p.uuid, p.state, len(p.steps)] for p in pipelines]}
+
+
+def typical_hour(workspace) -> None:
+    """An hour of a busy team's work, scaled to the workspace (one repository in eight is touched): pushes,
+    a new branch, pull requests opened, merged, commented on and edited, deployments and pipelines run, a tag."""
+    import random
+
+    rng = random.Random(f"{workspace.slug}-hour")
+    repos = [r for r in workspace.repositories if r.main_head() is not None]
+    touched = rng.sample(repos, max(1, len(workspace.repositories) // 8))
+    for repo in touched:
+        workspace.push_commits(repo.slug, rng.randint(1, 3))
+        workspace.add_pull_request(repo.slug)
+        opened = [pr for pr in repo.pull_requests if pr.state == "OPEN"]
+        if opened:
+            workspace.update_pull_request(repo.slug, rng.choice(opened).id)
+        commented = [pr for pr in repo.pull_requests if pr.comment_count > 0]
+        if commented:
+            workspace.edit_comment(repo.slug, rng.choice(commented).id)
+        workspace.add_deployment(repo.slug)
+        if repo.pipelines_enabled:
+            workspace.add_pipeline(repo.slug)
+    workspace.add_branches(touched[0].slug, 1)
+    workspace.add_tag(touched[-1].slug)
 
 
 # ---------------------------------------------------------------- measured child processes
@@ -239,7 +294,7 @@ class Run:
     """One row of the table."""
 
     name: str
-    kind: str  # full | incremental (nothing changed) | plain; "full" work may be done in incremental mode
+    kind: str  # full | incremental | plain; "full" work may be done in incremental mode
     status: str = "ok"
     wall_s: float = 0.0
     cpu_s: float = 0.0
@@ -265,7 +320,7 @@ class Run:
         return requests / minimum
 
 
-def minimum_requests(info: Mapping[str, Any], kind: str) -> Dict[str, int]:
+def minimum_requests(info: Mapping[str, Any], kind: str, before: Optional[Mapping[str, Any]] = None) -> Dict[str, int]:
     """The fewest requests that can do a run's work with each endpoint's maximum pagelen.
 
     A listing of n items needs ceil(n / pagelen) pages, and at least one request (an empty listing
@@ -283,12 +338,21 @@ def minimum_requests(info: Mapping[str, Any], kind: str) -> Dict[str, int]:
     per repository for pull requests, deployments, pipelines and the activity feed; every page of environments
     (full refresh only); and for each open pipeline (not COMPLETED, ``open_pipeline_steps``) one
     ``GET .../pipelines/{uuid}`` (pipelines) and one steps walk (pipeline_steps).
+
+    ``weekly``: nothing changed, but every repository's last read is a week old (the skip rule's full
+    check): one commits request per repository (nothing new) and every page of its branches and tags.
+
+    ``changes``: an incremental sync after changes, ``before`` the info of the previous sync. As nothing
+    changed, but: pull requests and the activity feed, the pages of what is new in each repository (at
+    least one); commits, branches and tags only for the repositories whose ``updated_on`` moved (the new
+    commits' pages, every ref page); each new or updated pull request's comments, commits and diffstat;
+    each pipeline open at the previous sync one GET and one steps walk, each new pipeline one steps walk.
     """
 
     def pages(n: int, endpoint: str) -> int:
         return max(1, math.ceil(n / MAX_PAGELEN[endpoint]))
 
-    incremental = kind == "incremental"
+    incremental = kind in ("incremental", "weekly", "changes")
     per_repo = info["per_repo"]
     out = {"repositories": pages(info["repositories"], "repositories"), "members": pages(info["members"], "members"),
            "projects": pages(info.get("projects", 0), "projects")}
@@ -311,7 +375,39 @@ def minimum_requests(info: Mapping[str, Any], kind: str) -> Dict[str, int]:
             out["pipelines"] += len(open_steps)
         if "pipeline_steps" in per_repo:
             out["pipeline_steps"] = sum(pages(n, "pipeline_steps") for n in open_steps)
+    if kind == "weekly":
+        out["commits"] = len(per_repo.get("commits", []))
+        for endpoint in ("branches", "tags"):
+            out[endpoint] = sum(pages(n, endpoint) for n in per_repo.get(endpoint, []))
+    if kind == "changes":
+        out.update(_changed_minimum(info, before, pages))
     return out
+
+
+def _changed_minimum(info: Mapping[str, Any], before: Mapping[str, Any], pages) -> Dict[str, int]:
+    """The endpoints of ``minimum_requests(kind="changes")`` that depend on what changed since ``before``."""
+    per_repo, was = info["per_repo"], before["per_repo"]
+    moved = [i for i, (now, then) in enumerate(zip(info["repository_updated_on"], before["repository_updated_on"]))
+             if now != then]
+    seen = {(row[0], row[1]): row[2] for row in before["pull_requests"]}
+    changed = [row for row in info["pull_requests"] if seen.get((row[0], row[1])) != row[2]]
+    changed_in = [sum(1 for row in changed if row[0] == i) for i in range(info["repositories"])]
+    new_activity = [now - then for now, then in zip(per_repo["pull_request_activity"], was["pull_request_activity"])]
+    was_open = [uuid for uuid, state, _ in before["pipeline_list"] if state != "COMPLETED"]
+    known = {uuid for uuid, _, _ in before["pipeline_list"]}
+    walked = [steps for uuid, _, steps in info["pipeline_list"] if uuid in was_open or uuid not in known]
+    return {
+        "pullrequests": sum(pages(n, "pullrequests") for n in changed_in),
+        "pull_request_activity": sum(pages(n, "pull_request_activity") for n in new_activity),
+        "commits": sum(pages(per_repo["commits"][i] - was["commits"][i], "commits") for i in moved),
+        "branches": sum(pages(per_repo["branches"][i], "branches") for i in moved),
+        "tags": sum(pages(per_repo["tags"][i], "tags") for i in moved),
+        "pull_request_comments": sum(pages(row[3], "pull_request_comments") for row in changed if row[3] is not None),
+        "pull_request_commits": sum(pages(row[4], "pull_request_commits") for row in changed),
+        "pull_request_diffstat": sum(pages(row[5], "pull_request_diffstat") + 1 for row in changed),
+        "pipelines": len(per_repo["pipelines"]) + len(was_open),
+        "pipeline_steps": sum(pages(n, "pipeline_steps") for n in walked),
+    }
 
 
 def expected_records(info: Mapping[str, Any]) -> int:
@@ -400,8 +496,9 @@ class Bench:
         return measured.wall_s
 
     def connector(self, name: str, kind: str, catalog: Mapping[str, Any], state=None, expect: Optional[int] = None,
-                  profile: Optional[Path] = None):
-        """``python main.py read`` (optionally under cProfile); returns the row and the final state."""
+                  profile: Optional[Path] = None, minimum: Optional[str] = None, before: Optional[Mapping[str, Any]] = None):
+        """``python main.py read`` (optionally under cProfile); returns the row and the final state.
+        ``minimum``: the kind of ``minimum_requests`` (default: full, or incremental with a state)."""
         tag = name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
         args = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else [])
         args += [str(cli.PROJECT_ROOT / "main.py"), "read", "--config", str(self.config_path),
@@ -417,7 +514,7 @@ class Bench:
             run.status = "errors"
         for error in parsed["errors"][:3]:
             log(f"{name}: ERROR {error}")
-        run.minimum = minimum_requests(self.sandbox.info, "incremental" if state is not None else "full")
+        run.minimum = minimum_requests(self.sandbox.info, minimum or ("incremental" if state is not None else "full"), before)
         self._check(run)
         log(f"{name}: {run.status}, {run.records} records in {run.wall_s:.1f} s")
         return run, parsed["state"]
@@ -583,6 +680,21 @@ def plain_loop(config_path: str, plan_path: str, out_path: str) -> None:
 
 
 # ---------------------------------------------------------------- scenarios
+def aged(state: List[Mapping[str, Any]], by: float) -> List[Mapping[str, Any]]:
+    """``state`` with every ``checked_on`` (the skip rule's last full read) moved ``by`` seconds back."""
+    from source_bitbucket.dates import format_datetime, parse_datetime
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: format_datetime(parse_datetime(v) - timedelta(seconds=by)) if k == "checked_on" and parse_datetime(v)
+                    else walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(state)
+
+
 def benchmark(args: argparse.Namespace, scale: Mapping[str, int], tmp: Path) -> Dict[str, Any]:
     """Plain loop, full sync, incremental syncs (first, then nothing changed), optional profile."""
     log(f"generating the sandbox {dict(scale)} (latency {args.latency_ms} ms) in a child process ...")
@@ -596,10 +708,17 @@ def benchmark(args: argparse.Namespace, scale: Mapping[str, int], tmp: Path) -> 
         incremental_catalog = cli.catalog()
         first, state = bench.connector("incremental, no state", "full", incremental_catalog, expect=expect)
         unchanged_expect = unchanged_records(sandbox.info)
-        again, _ = bench.connector("incremental, nothing changed", "incremental", incremental_catalog, state=state,
-                                   expect=unchanged_expect)
+        again, state = bench.connector("incremental, nothing changed", "incremental", incremental_catalog, state=state,
+                                       expect=unchanged_expect)
+        info = sandbox.info
+        weekly, state = bench.connector("incremental, weekly full check", "incremental", incremental_catalog,
+                                        state=aged(state, FULL_CHECK_AGE), minimum="weekly",
+                                        expect=unchanged_expect + sum(info["per_repo"]["branches"]) + sum(info["per_repo"]["tags"]))
+        sandbox.info = sandbox.hour()
+        hour, _ = bench.connector("incremental, a typical hour of changes", "incremental", incremental_catalog, state=state,
+                                  minimum="changes", before=info)
         result = {"scale": dict(scale), "seed": args.seed, "latency_ms": args.latency_ms,
-                  "num_workers": args.num_workers, "startup_s": startup, "runs": [full, first, again, plain]}
+                  "num_workers": args.num_workers, "startup_s": startup, "runs": [full, first, again, weekly, hour, plain]}
         if args.profile:
             profile_path = tmp / "full_sync.prof"
             bench.connector("full sync (cProfile)", "full", full_catalog(), profile=profile_path)

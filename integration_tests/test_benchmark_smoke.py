@@ -45,16 +45,18 @@ def test_tiny_run_prints_the_table():
     wanted = {"req/min", "records", "records/s", "wall s", "peak RSS MB", "wall vs plain", *benchmark.ENDPOINTS}
     assert wanted <= set(header)
     assert [r["run"] for r in rows] == ["full sync", "incremental, no state", "incremental, nothing changed",
+                                        "incremental, weekly full check", "incremental, a typical hour of changes",
                                         "plain requests loop"]
     for row in rows:
         assert row["status"].startswith("ok"), row
         assert float(row["req/min"]) >= 1.0, row
         for endpoint in benchmark.ENDPOINTS:  # "3 (×1.00)": requests, then requests / minimum
             requests, ratio = row[endpoint].split(" (×")
-            assert int(requests) >= (0 if row["run"] == "incremental, nothing changed" else 1), row
+            assert int(requests) >= (0 if row["run"].startswith("incremental, ") and row["run"] != "incremental, no state" else 1), row
             assert float(ratio.rstrip(")")) > 0, row
         assert float(row["peak RSS MB"]) > 0 and float(row["wall s"]) > 0
-    full, first, unchanged, plain = rows
+    full, first, unchanged, weekly, hour, plain = rows
+    assert weekly["commits"] == "3 (×1.00)" and hour["req/min"] == "1.00", (weekly, hour)  # one request per repository
     pipelines, steps = sum(info["per_repo"]["pipelines"]), sum(info["per_repo"]["pipeline_steps"])
     reviews = (sum(sum(info["per_repo"][e]) for e in ("pull_request_activity", "branches", "tags")) + info["projects"]
                + sum(sum(counts) for counts in info["per_pull_request"].values()))
@@ -95,6 +97,39 @@ def test_minimum_requests():
         "pull_request_activity": 3, "projects": 1,  # the first page of each feed, of the projects
         "branches": 0, "tags": 0, "pull_request_comments": 0, "pull_request_commits": 0, "pull_request_diffstat": 0}
     assert set(benchmark.minimum_requests(info, "full")) == set(benchmark.ENDPOINTS)
+
+
+def test_minimum_requests_of_the_weekly_check_and_of_changes():
+    before = {"repositories": 2, "members": 1, "projects": 1,
+              "per_repo": {"pullrequests": [3, 1], "commits": [10, 150], "deployments": [0, 1], "environments": [1, 1],
+                           "pipelines": [2, 0], "pipeline_steps": [3, 4], "pull_request_activity": [5, 60],
+                           "branches": [2, 101], "tags": [0, 1]},
+              "per_pull_request": {}, "in_progress_deployments": 0, "open_pipeline_steps": [4],
+              "repository_updated_on": [1, 1], "pull_requests": [[0, 1, 7, None, 1, 1], [1, 1, 7, 2, 1, 600]],
+              "pipeline_list": [["p1", "COMPLETED", 3], ["p2", "IN_PROGRESS", 4]]}
+    weekly = benchmark.minimum_requests(before, "weekly")
+    assert (weekly["commits"], weekly["branches"], weekly["tags"]) == (2, 1 + 2, 1 + 1)  # one each, every ref page
+    after = {**before, "per_repo": {**before["per_repo"], "commits": [10, 352], "branches": [2, 102],
+                                    "pull_request_activity": [5, 112], "pipeline_steps": [3, 4, 2]},
+             "repository_updated_on": [1, 2],  # pushed to the second repository only
+             "pull_requests": [[0, 1, 7, None, 1, 1], [1, 1, 8, 2, 1, 600], [1, 2, 8, None, 150, 3]],
+             "pipeline_list": [["p1", "COMPLETED", 3], ["p2", "COMPLETED", 4], ["p3", "COMPLETED", 2]]}
+    changes = benchmark.minimum_requests(after, "changes", before)
+    assert changes["commits"] == 3 and changes["branches"] == 2 and changes["tags"] == 1  # 202 new; 102 refs; 1 tag
+    assert changes["pullrequests"] == 1 + 1 and changes["pull_request_activity"] == 1 + 2  # 0 and 2 changed; 0 and 52 new
+    assert changes["pull_request_comments"] == 1 and changes["pull_request_commits"] == 1 + 2
+    assert changes["pull_request_diffstat"] == (2 + 1) + (1 + 1)  # the pages, and each one's 302
+    assert changes["pipelines"] == 2 + 1 and changes["pipeline_steps"] == 1 + 1  # p2 was open, p3 is new
+    assert changes["deployments"] == 2 and changes["members"] == 1 and changes["projects"] == 1
+
+
+def test_aged_moves_every_checked_on_back_and_nothing_else():
+    state = [{"type": "STREAM", "stream": {"stream_state": {"{a}": {"checked_on": "2026-12-03T00:00:00.000000+00:00",
+                                                                     "date": "2026-12-01T00:00:00Z"}, "other": 1}}}]
+    aged = benchmark.aged(state, 86400)
+    entry = aged[0]["stream"]["stream_state"]["{a}"]
+    assert entry == {"checked_on": "2026-12-02T00:00:00.000000+00:00", "date": "2026-12-01T00:00:00Z"}
+    assert aged[0]["stream"]["stream_state"]["other"] == 1 and state[0]["stream"]["stream_state"]["{a}"]["checked_on"].startswith("2026-12-03")
 
 
 def test_expected_records():
