@@ -195,7 +195,6 @@ def workspace_info(workspace, server) -> Dict[str, Any]:
         "branches": [len(r.graph.branches) for r in repos],
         "tags": [len(r.tags) for r in repos],
     }
-    prs = [(r, pr) for r in repos for pr in r.pull_requests]
     # one row per pull request: repository index, id, updated_on, then its comments (None: comment_count 0),
     # commits and files; a deleted fork's commits and an uncomputable diffstat: one request, no records
     pull_requests = [[i, pr.id, pr.updated_us, len(reviews.published(pr)) if pr.comment_count > 0 else None,
