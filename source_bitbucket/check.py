@@ -11,6 +11,7 @@ Requests (none of them retried or rate-limit-waited; a check answers in seconds)
 3. ``GET /workspaces/{workspace}/members?pagelen=1`` (``read:workspace:bitbucket``) and
    ``GET /workspaces/{workspace}/projects?pagelen=1`` (``read:project:bitbucket``).
 
+With OAuth credentials the token endpoint is asked first (a refusal names the fields to fix).
 So a check costs 5 requests (3 in a workspace without repositories). Only Bitbucket's scope
 error (a 403 with ``detail.required``, see ``missing_scopes``) counts as a missing scope; any
 other answer to steps 2 and 3 (a 404 where Pipelines are off, a 429) says nothing about scopes
@@ -27,12 +28,13 @@ from typing import List, Mapping, Optional, Tuple
 from urllib.parse import quote
 
 import requests
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from requests.auth import AuthBase
 
 from source_bitbucket.config import BitbucketConfig, same_api_host
 from source_bitbucket.streams import STREAM_CLASSES, Deployments, Projects, PullRequests, Repositories, WorkspaceUsers
 from source_bitbucket.errors import (
-    UNAUTHORIZED_MESSAGE,
+    UNAUTHORIZED_MESSAGES,
     error_detail,
     foreign_link_message,
     forbidden_message,
@@ -43,6 +45,8 @@ from source_bitbucket.errors import (
 )
 
 CHECK_TIMEOUT_SECONDS = 30
+OAUTH_TOKEN_FIX = ("Check 'credentials.client_id' and 'credentials.client_secret' (the OAuth consumer's key and secret); "
+                   "a refresh token revoked, already used or unused for 3 months needs the connector authorized again.")
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,11 @@ def check_connection(
         (True, None) when a sync can run; (False, message) naming what to fix otherwise.
     """
     workspace = quote(config.workspace, safe="")
+    if hasattr(auth, "get_access_token"):  # OAuth: a token first, from the token endpoint
+        try:
+            auth.get_access_token()
+        except (AirbyteTracedException, requests.RequestException) as error:
+            return False, _token_failure_message(error)
     try:
         listing = _get(f"{config.api_url}/repositories/{workspace}", auth)
     except requests.RequestException as error:
@@ -125,6 +134,17 @@ def check_connection(
     return True, None
 
 
+def _token_failure_message(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    if response is not None:
+        body = json_body(response)
+        reason = body.get("error") if isinstance(body, Mapping) else None
+        answer = f"HTTP {response.status_code}{': ' + str(reason) if reason else ''}"
+    else:
+        answer = getattr(error, "message", None) or type(error).__name__
+    return f"Bitbucket's OAuth token endpoint did not issue an access token ({answer}). {OAUTH_TOKEN_FIX}"
+
+
 def _get(url: str, auth: AuthBase) -> requests.Response:
     return requests.get(url, params={"pagelen": 1}, auth=auth, timeout=CHECK_TIMEOUT_SECONDS)
 
@@ -136,7 +156,7 @@ def _missing_scopes_message(missing: List[ScopeProbe]) -> str:
 def _listing_failure_message(response: requests.Response, config: BitbucketConfig) -> str:
     status = response.status_code
     if status == 401:
-        return UNAUTHORIZED_MESSAGE
+        return UNAUTHORIZED_MESSAGES[config.credentials.auth_type]
     if status == 403:
         return forbidden_message(response, Repositories.name, Repositories.required_scope)
     if status == 404:

@@ -1,7 +1,7 @@
 """Parse and validate the connector config once, into a typed object.
 
 Every problem is reported before any request is sent, as an Airbyte ``config_error`` whose
-message names the field and the fix. Secrets (``api_token``) never appear in a message.
+message names the field and the fix. Secrets (tokens, client secrets) never appear in a message.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ DEFAULT_NUM_WORKERS = 10
 MAX_NUM_WORKERS = 20
 PULL_REQUEST_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
 PULL_REQUEST_STATE_CHOICES = PULL_REQUEST_STATES + ("ALL",)
+API_TOKEN, ACCESS_TOKEN, OAUTH = "api_token", "access_token", "oauth2.0"  # credentials.auth_type
+AUTH_TYPES = (API_TOKEN, ACCESS_TOKEN, OAUTH)
 
 _WORKSPACE_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$|^\{[0-9a-fA-F-]{36}\}$")
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -40,13 +42,41 @@ class ConfigError(AirbyteTracedException):
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """How requests authenticate (the spec's ``credentials`` choice).
+
+    Attributes:
+        auth_type: ``api_token`` (HTTP basic: ``email`` and ``api_token``), ``access_token`` (HTTP
+            Bearer: a workspace, project or repository access token) or ``oauth2.0`` (an OAuth consumer's
+            ``client_id`` and ``client_secret``, with a ``refresh_token`` from the authorization-code
+            grant, or without one: the client-credentials grant).
+        access_token, token_expiry_date: with ``oauth2.0``, the last access token and when it expires
+            (ISO 8601), when the config carries them (Airbyte's OAuth flow writes them back).
+    """
+
+    auth_type: str
+    email: str = ""
+    api_token: str = ""
+    access_token: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    refresh_token: str = ""
+    token_expiry_date: str = ""
+
+    @property
+    def secrets(self) -> Tuple[str, ...]:
+        """The secret values of these credentials (masked in every log line)."""
+        return tuple(v for v in (self.api_token, self.access_token, self.client_secret, self.refresh_token) if v)
+
+
+@dataclass(frozen=True)
 class BitbucketConfig:
     """The validated connector config.
 
     Attributes:
         workspace: workspace slug (``bitbucket.org/<workspace>``) or ``{uuid}``.
-        email: Atlassian account email, the HTTP basic username.
-        api_token: Atlassian API token with scopes, the HTTP basic password.
+        credentials: how requests authenticate (``Credentials``); a config with top-level ``email`` and
+            ``api_token`` (before the ``credentials`` choice) reads as the ``api_token`` choice.
         start_date: UTC datetime; records older than it are not read.
         pull_request_states: the ``state`` values sent to ``GET .../pullrequests``.
         api_url: API root without a trailing slash, e.g. ``https://api.bitbucket.org/2.0``.
@@ -55,8 +85,7 @@ class BitbucketConfig:
     """
 
     workspace: str
-    email: str
-    api_token: str
+    credentials: Credentials
     start_date: datetime
     pull_request_states: Tuple[str, ...]
     api_url: str
@@ -73,8 +102,7 @@ class BitbucketConfig:
         now = now or datetime.now(timezone.utc)
         return cls(
             workspace=_workspace(config.get("workspace")),
-            email=_email(config.get("email")),
-            api_token=_api_token(config.get("api_token")),
+            credentials=_credentials(config),
             start_date=_start_date(DEFAULT_START_DATE if config.get("start_date") in (None, "") else config["start_date"], now),
             pull_request_states=_pull_request_states(config.get("pull_request_state", "ALL")),
             api_url=_api_url(config.get("api_url") or DEFAULT_API_URL),
@@ -99,27 +127,72 @@ def _workspace(value: Any) -> str:
     return value
 
 
-def _email(value: Any) -> str:
+def _credentials(config: Mapping[str, Any]) -> Credentials:
+    """The ``credentials`` object, or the top-level ``email`` and ``api_token`` of configs written before it."""
+    credentials = config.get("credentials")
+    if credentials is None and ("email" in config or "api_token" in config):
+        return Credentials(API_TOKEN, email=_email(config.get("email"), "email"),
+                           api_token=_token(config.get("api_token"), "api_token", _API_TOKEN_HELP))
+    if credentials is None:
+        raise ConfigError("credentials", f"is required: choose one of {', '.join(AUTH_TYPES)} (auth_type) and fill in its fields.")
+    if not isinstance(credentials, Mapping):
+        raise ConfigError("credentials", "must be an object with 'auth_type' and that choice's fields.")
+    auth_type = credentials.get("auth_type")
+    if auth_type is None:  # the fields tell the choice
+        auth_type = OAUTH if "client_id" in credentials else ACCESS_TOKEN if "access_token" in credentials else API_TOKEN
+    if auth_type == API_TOKEN:
+        return Credentials(API_TOKEN, email=_email(credentials.get("email"), "credentials.email"),
+                           api_token=_token(credentials.get("api_token"), "credentials.api_token", _API_TOKEN_HELP))
+    if auth_type == ACCESS_TOKEN:
+        return Credentials(ACCESS_TOKEN, access_token=_token(credentials.get("access_token"), "credentials.access_token",
+                                                             _ACCESS_TOKEN_HELP))
+    if auth_type == OAUTH:
+        refresh_token = credentials.get("refresh_token")
+        expiry = credentials.get("token_expiry_date")
+        return Credentials(
+            OAUTH,
+            client_id=_token(credentials.get("client_id"), "credentials.client_id", _OAUTH_HELP),
+            client_secret=_token(credentials.get("client_secret"), "credentials.client_secret", _OAUTH_HELP),
+            refresh_token=_token(refresh_token, "credentials.refresh_token", _OAUTH_HELP) if refresh_token else "",
+            access_token=credentials.get("access_token") if isinstance(credentials.get("access_token"), str) else "",
+            token_expiry_date=expiry if isinstance(expiry, str) and _is_date_time(expiry) else "",
+        )
+    raise ConfigError("credentials.auth_type", f"'{auth_type}' is not one of {', '.join(AUTH_TYPES)}.")
+
+
+_API_TOKEN_HELP = "create an API token with scopes at https://id.atlassian.com/manage-profile/security/api-tokens"
+_ACCESS_TOKEN_HELP = "create a workspace, project or repository access token in its Settings > Access tokens"
+_OAUTH_HELP = "copy it from the OAuth consumer (workspace Settings > OAuth consumers)"
+
+
+def _is_date_time(value: str) -> bool:
+    """Whether ``value`` is a date-time pendulum can read (a stored token expiry that cannot be read is ignored:
+    the token is then refreshed at once)."""
+    try:
+        return isinstance(pendulum.parse(value), datetime)
+    except (ValueError, TypeError, pendulum.parsing.exceptions.ParserError):
+        return False
+
+
+def _email(value: Any, field: str) -> str:
     if not isinstance(value, str) or not _EMAIL.match(value.strip()):
         raise ConfigError(
-            "email",
+            field,
             "must be the email address of your Atlassian account (not the Bitbucket username), e.g. me@example.com.",
         )
     return value.strip()
 
 
-def _api_token(value: Any) -> str:
+def _token(value: Any, field: str, help: str) -> str:  # noqa: A002 - the fix the message gives
+    """A secret as pasted: a non-empty printable ASCII string without surrounding whitespace."""
     if value is not None and not isinstance(value, str):
-        raise ConfigError("api_token", "must be a string: the API token as Atlassian shows it.")
+        raise ConfigError(field, "must be a string, as Bitbucket shows it.")
     if not value or not value.strip():
-        raise ConfigError(
-            "api_token",
-            "is empty: create an API token with scopes at https://id.atlassian.com/manage-profile/security/api-tokens.",
-        )
+        raise ConfigError(field, f"is empty: {help}.")
     if value != value.strip():
-        raise ConfigError("api_token", "has leading or trailing whitespace; paste the token without spaces or newlines.")
+        raise ConfigError(field, "has leading or trailing whitespace; paste it without spaces or newlines.")
     if not value.isascii() or not value.isprintable():
-        raise ConfigError("api_token", "contains characters an Atlassian API token never has; paste it again as shown.")
+        raise ConfigError(field, "contains characters Bitbucket never puts in one; paste it again as shown.")
     return value
 
 

@@ -37,6 +37,15 @@ UNAUTHORIZED_MESSAGE = (
     "(not the Bitbucket username) and 'api_token' to an API token created with scopes at "
     "https://id.atlassian.com/manage-profile/security/api-tokens (app passwords and unscoped tokens no longer work)."
 )
+UNAUTHORIZED_MESSAGES = {  # by credentials.auth_type
+    "api_token": UNAUTHORIZED_MESSAGE,
+    "access_token": "Bitbucket rejected the access token (HTTP 401): it was revoked or has expired. Create a new "
+                    "workspace, project or repository access token (its Settings > Access tokens) and set "
+                    "'credentials.access_token' to it.",
+    "oauth2.0": "Bitbucket rejected the OAuth credentials (HTTP 401). Check 'credentials.client_id' and "
+                "'credentials.client_secret' (the OAuth consumer's key and secret), and authorize the connector again "
+                "if the refresh token was revoked or went unused for 3 months.",
+}
 
 
 _BODY = "_bitbucket_json"
@@ -212,6 +221,9 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         api_url: the configured API; an answer a redirect brought from another server fails the
             stream (requests follows redirects and drops the credentials on another host; e.g.
             the pull request diffstat's 302).
+        auth_type: the credentials' kind (``config.Credentials.auth_type``): names the fix of a 401; with
+            ``oauth2.0`` a 401 first refreshes the access token once and retries (the CDK's
+            REFRESH_TOKEN_THEN_RETRY), and only a 401 after that fails.
     """
 
     def __init__(
@@ -225,6 +237,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         stop_sync: Optional[threading.Event] = None,
         is_whole: Callable[[requests.Response], bool] = is_page,
         api_url: str = "",
+        auth_type: str = "api_token",
         **kwargs: Any,
     ):
         super().__init__(logger=logger, error_mapping={**DEFAULT_ERROR_MAPPING, **_NETWORK_ERRORS}, **kwargs)
@@ -236,6 +249,7 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
         self._stop_sync = stop_sync
         self._is_whole = is_whole
         self._api_url = api_url
+        self._auth_type = auth_type
 
     def interpret_response(
         self, response_or_exception: Optional[Union[requests.Response, Exception]] = None
@@ -259,9 +273,12 @@ class BitbucketErrorHandler(HttpStatusErrorHandler):
                     self._on_scope_missing(message)
                 return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, message)
             if status == 401:
+                message = UNAUTHORIZED_MESSAGES[self._auth_type]
+                if self._auth_type == "oauth2.0":  # the CDK refreshes once; a 401 after that fails with its own message
+                    return ErrorResolution(ResponseAction.REFRESH_TOKEN_THEN_RETRY, FailureType.config_error, message)
                 if self._stop_sync is not None:
                     self._stop_sync.set()  # the source stops the whole sync, not just this stream
-                return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, UNAUTHORIZED_MESSAGE)
+                return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, message)
             if status == 403:
                 return ErrorResolution(
                     ResponseAction.FAIL, FailureType.config_error, forbidden_message(response_or_exception, self._stream_name, self._scope)

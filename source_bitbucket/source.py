@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 from datetime import datetime, timezone
@@ -18,10 +17,9 @@ from airbyte_cdk.models import (
 )
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
-from airbyte_cdk.sources.streams.http.requests_native_auth import BasicHttpAuthenticator
-from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_bitbucket.auth import authenticator
 from source_bitbucket.check import check_connection
 from source_bitbucket.rate_limit import RateLimitGate
 from source_bitbucket.config import BitbucketConfig
@@ -116,7 +114,7 @@ class SourceBitbucket(AbstractSource):
             parsed = BitbucketConfig.from_mapping(config)
         except AirbyteTracedException as error:
             return False, error.message
-        return check_connection(parsed, _authenticator(parsed), logger)
+        return check_connection(parsed, authenticator(parsed, config), logger)
 
     def streams(self, config: Mapping[str, Any]) -> List[Stream]:
         """The registered streams (``STREAM_CLASSES``), in that order. Raises a config error (naming the field) when the config is invalid.
@@ -126,14 +124,12 @@ class SourceBitbucket(AbstractSource):
         stream emits it in full refresh.
         """
         parsed = BitbucketConfig.from_mapping(config)
-        # The Authorization header carries base64(email:api_token): mask it too (e.g. in --debug request logs).
-        add_to_secrets(base64.b64encode(f"{parsed.email}:{parsed.api_token}".encode()).decode())
         started = datetime.now(timezone.utc)
         common = {
             "config": parsed,
             "sync_started_at": started,
             "sync_clock": SyncClock(started),  # shared: one stream's first answer tells every stream Bitbucket's clock
-            "authenticator": _authenticator(parsed),
+            "authenticator": authenticator(parsed, config),
             "rate_limit_gate": RateLimitGate(),
             "stop_sync": self._stop_sync,
         }
@@ -175,8 +171,3 @@ def _build(stream_class: type, repositories: Repositories, listings: Mapping[str
     if issubclass(stream_class, RepositoryScopedStream):
         kwargs["parent"] = repositories
     return stream_class(**kwargs, **common)
-
-
-def _authenticator(config: BitbucketConfig) -> BasicHttpAuthenticator:
-    """HTTP basic auth with the Atlassian account email and the API token (UTF-8, base64)."""
-    return BasicHttpAuthenticator(username=config.email, password=config.api_token)

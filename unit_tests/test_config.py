@@ -80,8 +80,8 @@ def test_first_invalid_field_is_reported_without_the_token():
 def test_defaults():
     config = BitbucketConfig.from_mapping(VALID, now=NOW)
     assert config.workspace == "acme"
-    assert config.email == "dev@example.com"
-    assert config.api_token == TOKEN
+    assert config.credentials.email == "dev@example.com" and config.credentials.auth_type == "api_token"
+    assert config.credentials.api_token == TOKEN
     assert config.start_date == datetime(2020, 1, 1, tzinfo=timezone.utc)
     assert config.start_date.utcoffset() == timedelta(0)
     assert config.pull_request_states == ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
@@ -169,13 +169,13 @@ def test_workspace_uuid_and_whitespace():
 
 
 def test_email_is_stripped():
-    assert BitbucketConfig.from_mapping(build(email=" dev@example.com "), now=NOW).email == "dev@example.com"
+    assert BitbucketConfig.from_mapping(build(email=" dev@example.com "), now=NOW).credentials.email == "dev@example.com"
 
 
 def test_config_is_immutable():
     config = BitbucketConfig.from_mapping(VALID, now=NOW)
     with pytest.raises(Exception):
-        config.api_token = "other"  # type: ignore[misc]
+        config.credentials = None  # type: ignore[misc]
 
 
 def test_empty_start_date_uses_the_default():

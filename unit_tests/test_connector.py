@@ -30,12 +30,22 @@ def test_spec_lists_the_config_fields_in_order_with_the_token_secret():
     output = _run_command(SourceBitbucket(), ["spec"])
     [message] = output.spec_messages
     spec = message.spec.connectionSpecification
-    assert spec["required"] == ["workspace", "email", "api_token"]
+    assert spec["required"] == ["workspace"]
     properties = spec["properties"]
     assert sorted(properties, key=lambda k: properties[k]["order"]) == [
-        "workspace", "email", "api_token", "start_date", "pull_request_state", "api_url", "max_waiting_time", "num_workers"
+        "workspace", "credentials", "start_date", "pull_request_state", "api_url", "max_waiting_time", "num_workers",
+        "email", "api_token",  # configs from before the credentials choice: accepted, hidden
     ]
+    assert properties["email"]["airbyte_hidden"] is properties["api_token"]["airbyte_hidden"] is True
+    choices = {c["properties"]["auth_type"]["const"]: c for c in properties["credentials"]["oneOf"]}
+    assert list(choices) == ["api_token", "access_token", "oauth2.0"]
+    secrets = {k for c in choices.values() for k, v in c["properties"].items() if v.get("airbyte_secret")}
+    assert secrets == {"api_token", "access_token", "client_id", "client_secret", "refresh_token"}
     assert properties["api_token"]["airbyte_secret"] is True
+    auth = message.spec.advanced_auth
+    assert auth.predicate_key == ["credentials", "auth_type"] and auth.predicate_value == "oauth2.0"
+    outputs = auth.oauth_config_specification.complete_oauth_output_specification["properties"]
+    assert outputs["refresh_token"]["path_in_connector_config"] == ["credentials", "refresh_token"]
     assert properties["start_date"]["default"] == "2020-01-01T00:00:00Z"
     assert properties["pull_request_state"]["default"] == "ALL"
     assert set(properties["pull_request_state"]["enum"]) == {"ALL", "OPEN", "MERGED", "DECLINED", "SUPERSEDED"}

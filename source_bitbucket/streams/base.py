@@ -146,6 +146,7 @@ class BitbucketStream(HttpStream, ABC):
             stop_sync=self.stop_sync,
             is_whole=self.is_whole_answer,
             api_url=self.config.api_url,
+            auth_type=self.config.credentials.auth_type,
             max_retries=MAX_RETRIES,
             max_time=timedelta(seconds=self.config.max_waiting_seconds),
         )
