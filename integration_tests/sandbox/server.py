@@ -18,7 +18,7 @@ import time
 import traceback
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 from . import scopes as scope_rules
@@ -30,6 +30,7 @@ from .shapes import rebase
 from .util import to_datetime
 from .faults import ALTERING, FaultRule, FaultSet, repository_key
 from .faults import KINDS as FAULT_KINDS
+from .oauth import TOKEN_PATH, TokenIssuer
 
 UNAUTHORIZED = (
     "Authentication failed: the email address and API token did not match a Bitbucket account.\n"
@@ -68,13 +69,18 @@ class SandboxServer:
     ``http://127.0.0.1:PORT/2.0``. ``requests`` is the log of API calls as
     ``(method, path, {param: [values]})``; ``faults`` / ``add_fault`` inject failures at run time.
     ``scopes``: the token's scopes (None = every scope granted; settable at run time); an endpoint whose
-    scope is missing answers Bitbucket's 403 (``scopes.py``).
+    scope is missing answers Bitbucket's 403 (``scopes.py``). Besides ``email`` and ``api_token`` (HTTP
+    basic), it accepts the Bearer ``access_tokens`` and the tokens ``oauth`` issues on
+    ``POST /site/oauth2/access_token`` (``oauth.py``); an expired OAuth token answers 401.
     """
 
     def __init__(self, workspace, email: str = "dev@example.com", api_token: str = "sandbox-token",
                  latency_ms: int = 0, port: int = 0, host: str = "127.0.0.1", verbose: bool = False,
-                 scopes: Optional[List[str]] = None, clock_dates: bool = False):
+                 scopes: Optional[List[str]] = None, clock_dates: bool = False,
+                 access_tokens: Sequence[str] = (), oauth: Optional[TokenIssuer] = None):
         self.workspace = workspace
+        self.access_tokens = set(access_tokens)  # Bearer tokens accepted as they are (access tokens)
+        self.oauth = oauth  # the OAuth consumer whose issued tokens are accepted (oauth.py)
         self.clock_dates = clock_dates  # True: the Date header tells the workspace's clock, as Bitbucket's tells its own
         self.email, self.api_token = email, api_token
         self.scopes = None if scopes is None else list(scopes)
@@ -168,7 +174,11 @@ class SandboxServer:
 
     # ------------------------------------------------------------ answering
     def authorized(self, header: Optional[str]) -> bool:
-        """Whether an Authorization header carries the sandbox's Basic credentials."""
+        """Whether an Authorization header carries the sandbox's Basic credentials, one of its access
+        tokens, or a valid token of its OAuth consumer."""
+        if header and header.lower().startswith("bearer "):
+            token = header[7:].strip()
+            return token in self.access_tokens or (self.oauth is not None and self.oauth.accepts(token))
         if not header or not header.lower().startswith("basic "):
             return False
         try:
@@ -349,6 +359,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if split.path.startswith("/_sandbox/"):
                 resp = self.sandbox.answer_control(method, split.path, body)
+            elif split.path == TOKEN_PATH and method == "POST" and self.sandbox.oauth is not None:
+                status, answer = self.sandbox.oauth.answer(self.headers.get("Authorization"), body)
+                resp = Response(status, answer, "application/json")
             else:
                 resp = self.sandbox.answer_api(method, split.path, split.query, body, self.headers)
         except Exception:  # noqa: BLE001 - a bug must not kill the server
