@@ -12,4 +12,4 @@ ENV AIRBYTE_ENTRYPOINT="source-bitbucket"
 ENTRYPOINT ["source-bitbucket"]
 
 LABEL io.airbyte.name=airbyte/source-bitbucket
-LABEL io.airbyte.version=0.3.1
+LABEL io.airbyte.version=0.4.0

@@ -27,7 +27,7 @@ TEST_REQUIREMENTS = [
 
 setup(
     name="source-bitbucket",
-    version="0.3.1",
+    version="0.4.0",
     description="Airbyte source connector for Bitbucket Cloud: repositories, pull requests, commits, deployments, members.",
     license="MIT",
     python_requires=">=3.10,<3.14",

@@ -51,8 +51,10 @@ def test_each_credentials_choice_syncs_every_stream(sandbox, credentials):
 def test_an_oauth_token_expiring_mid_sync_is_refreshed_and_the_rotated_refresh_token_written_back(sandbox):
     server, issuer, base, expected = sandbox
     issued_before = issuer.issued
-    config = {**base, "credentials": {"auth_type": "oauth2.0", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-                                      "refresh_token": "sbx-refresh-initial"}}
+    # one worker: with ten, a token that lasts 25 requests can be spent by the others before a 401's retry
+    config = {**base, "num_workers": 1,
+              "credentials": {"auth_type": "oauth2.0", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                              "refresh_token": "sbx-refresh-initial"}}
 
     result = full_sync(config)
 

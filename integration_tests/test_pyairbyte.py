@@ -153,3 +153,25 @@ def test_a_second_pyairbyte_read_uses_the_cached_state_and_rereads_full_refresh_
     open_pipelines = {k for k, p in pipeline_truth(workspace)["pipelines"].items() if p["state"]["name"] != "COMPLETED"}
     assert counts["pipelines"] == len(open_pipelines)  # none new: only the open ones, read again
     assert_cache_holds(cache, expected)
+
+
+ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET = "sbx-access-token-pyairbyte", "pyairbyte-consumer", "pyairbyte-consumer-secret"
+
+
+@pytest.mark.parametrize("credentials", [
+    {"auth_type": "access_token", "access_token": ACCESS_TOKEN},
+    {"auth_type": "oauth2.0", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": "sbx-refresh-py"},
+], ids=["access_token", "oauth_refresh_token"])
+def test_pyairbyte_reads_with_an_access_token_and_with_oauth_refreshing_mid_stream(ab, credentials):
+    from integration_tests.sandbox.oauth import TokenIssuer
+
+    workspace = generate_workspace(seed=4, repositories=4, pull_requests=12, commits=20, deployments=4, members=3)
+    issuer = TokenIssuer(CLIENT_ID, CLIENT_SECRET, refresh_tokens={"sbx-refresh-py"}, lifetime_requests=3)
+    with SandboxServer(workspace, access_tokens=[ACCESS_TOKEN], oauth=issuer) as server:
+        # one worker: a token that lasts 3 requests would otherwise be spent by the other workers before the retry
+        config = {"workspace": workspace.slug, "credentials": credentials, "api_url": server.api_url, "num_workers": 1}
+        source = ab.get_source("source-bitbucket", config=config, local_executable=str(CONNECTOR), install_if_missing=False)
+        records = list(source.get_records("pull_requests"))
+    assert sorted((r["repository_uuid"], r["id"]) for r in records) == sorted(truth(workspace)["pull_requests"])
+    if credentials["auth_type"] == "oauth2.0":
+        assert issuer.issued >= 2  # the first token expired after 3 requests and was refreshed on the 401
