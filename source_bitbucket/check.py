@@ -12,6 +12,9 @@ Requests (none of them retried or rate-limit-waited; a check answers in seconds)
    ``GET /workspaces/{workspace}/projects?pagelen=1`` (``read:project:bitbucket``).
 
 With OAuth credentials the token endpoint is asked first (a refusal names the fields to fix).
+With a repository selection (``repositories``, ``projects``, ``partition``...), the whole listing is
+counted too (one request per 100 repositories, only the fields the selection reads), and a selection
+matching no repository fails the check.
 So a check costs 5 requests (3 in a workspace without repositories). Only Bitbucket's scope
 error (a 403 with ``detail.required``, see ``missing_scopes``) counts as a missing scope; any
 other answer to steps 2 and 3 (a 404 where Pipelines are off, a 429) says nothing about scopes
@@ -109,6 +112,17 @@ def check_connection(
         return False, foreign_link_message(str(next_link), config.api_url)
     values = body.get("values") if isinstance(body.get("values"), list) else []
     repository = next((v.get("uuid") for v in values if isinstance(v, Mapping) and v.get("uuid")), None)
+    try:
+        matched, listed = _count_selected(config, auth) if not config.selection.everything else (None, None)
+    except requests.RequestException as error:
+        logger.info(f"check: the selection's repositories were not counted ({type(error).__name__}).")
+        matched = listed = None
+    if matched is not None:
+        if matched == 0:
+            return False, (f"No repository of the workspace matches the selection ({config.selection.describe()}; "
+                           f"{listed} listed). Check 'repositories', 'excluded_repositories', 'projects', 'skip_forks' "
+                           "and 'partition'.")
+        logger.info(f"check: {matched} of {listed} repositories match the selection ({config.selection.describe()}).")
 
     missing: List[ScopeProbe] = []
     for probe in PROBES:
@@ -132,6 +146,30 @@ def check_connection(
     if missing:
         logger.warning(f"check: {_missing_scopes_message(missing)} The other streams can sync.")
     return True, None
+
+
+SELECTION_FIELDS = "values.uuid,values.slug,values.parent.uuid,values.project.key,next"
+
+
+def _count_selected(config: BitbucketConfig, auth: AuthBase) -> Tuple[int, int]:
+    """(repositories the selection keeps, repositories listed): every page of the listing, with only the
+    fields the selection reads (``fields=``) and its projects as BBQL; a page that fails ends the count."""
+    params = {"pagelen": 100, "fields": SELECTION_FIELDS}
+    if config.selection.bbql():
+        params["q"] = config.selection.bbql()
+    url: Optional[str] = f"{config.api_url}/repositories/{quote(config.workspace, safe='')}"
+    matched = listed = 0
+    while url:
+        response = requests.get(url, params=params, auth=auth, timeout=CHECK_TIMEOUT_SECONDS)
+        body = json_body(response) if response.ok else None
+        if not isinstance(body, Mapping):
+            break
+        values = [v for v in body.get("values") or [] if isinstance(v, Mapping)]
+        listed += len(values)
+        matched += sum(1 for v in values if config.selection.keeps(v))
+        url = body.get("next") if same_api_host(str(body.get("next") or ""), config.api_url) else None
+        params = {}  # the next link carries every parameter
+    return matched, listed
 
 
 def _token_failure_message(error: Exception) -> str:

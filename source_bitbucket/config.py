@@ -10,12 +10,14 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
 import pendulum
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_bitbucket.selection import Partition, RepositorySelection
 
 DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
 DEFAULT_START_DATE = "2020-01-01T00:00:00Z"
@@ -30,6 +32,9 @@ AUTH_TYPES = (API_TOKEN, ACCESS_TOKEN, OAUTH)
 _WORKSPACE_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$|^\{[0-9a-fA-F-]{36}\}$")
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PROJECT_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_PATTERN = re.compile(r"^[A-Za-z0-9_.*?\[\]!-]+$")
+MAX_PARTITIONS = 100
 
 
 class ConfigError(AirbyteTracedException):
@@ -82,6 +87,8 @@ class BitbucketConfig:
         api_url: API root without a trailing slash, e.g. ``https://api.bitbucket.org/2.0``.
         max_waiting_seconds: how long one request may keep retrying (rate limits, server errors).
         num_workers: repositories read at once by the repository-scoped streams.
+        selection: which repositories are read (``repositories``, ``excluded_repositories``, ``projects``,
+            ``skip_forks``, ``partition``; see ``source_bitbucket.selection``).
     """
 
     workspace: str
@@ -91,6 +98,7 @@ class BitbucketConfig:
     api_url: str
     max_waiting_seconds: float = DEFAULT_MAX_WAITING_MINUTES * 60
     num_workers: int = DEFAULT_NUM_WORKERS
+    selection: RepositorySelection = RepositorySelection()
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any], now: datetime | None = None) -> "BitbucketConfig":
@@ -108,6 +116,13 @@ class BitbucketConfig:
             api_url=_api_url(config.get("api_url") or DEFAULT_API_URL),
             max_waiting_seconds=_max_waiting_minutes(config.get("max_waiting_time", DEFAULT_MAX_WAITING_MINUTES)) * 60,
             num_workers=_num_workers(config.get("num_workers", DEFAULT_NUM_WORKERS)),
+            selection=RepositorySelection(
+                included=_patterns(config.get("repositories"), "repositories"),
+                excluded=_patterns(config.get("excluded_repositories"), "excluded_repositories"),
+                projects=_project_keys(config.get("projects")),
+                skip_forks=_flag(config.get("skip_forks", False), "skip_forks"),
+                partition=_partition(config.get("partition")),
+            ),
         )
 
 
@@ -220,9 +235,50 @@ def _start_date(value: Any, now: datetime) -> datetime:
 
 
 def _pull_request_states(value: Any) -> Tuple[str, ...]:
-    if value not in PULL_REQUEST_STATE_CHOICES:
-        raise ConfigError("pull_request_state", f"'{value}' is not one of {', '.join(PULL_REQUEST_STATE_CHOICES)} (in capitals).")
-    return PULL_REQUEST_STATES if value == "ALL" else (value,)
+    """One state, ``ALL``, or a list of states (``["OPEN", "MERGED"]``), as the ``state`` values to send."""
+    values = value if isinstance(value, list) else [value]
+    if not values or any(v not in PULL_REQUEST_STATE_CHOICES for v in values):
+        raise ConfigError("pull_request_state", f"'{value}' is not one of {', '.join(PULL_REQUEST_STATE_CHOICES)} "
+                                                "(in capitals), nor a list of them.")
+    if "ALL" in values:
+        return PULL_REQUEST_STATES
+    return tuple(s for s in PULL_REQUEST_STATES if s in values)  # the canonical order, each once
+
+
+def _patterns(value: Any, field: str) -> Tuple[str, ...]:
+    if value in (None, "", []):
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and _PATTERN.match(v.strip()) for v in value):
+        raise ConfigError(field, "must be a list of repository slugs or glob patterns, e.g. [\"api-gateway\", \"data-*\"].")
+    return tuple(v.strip() for v in value)
+
+
+def _project_keys(value: Any) -> Tuple[str, ...]:
+    if value in (None, "", []):
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and _PROJECT_KEY.match(v.strip()) for v in value):
+        raise ConfigError("projects", "must be a list of project keys (letters, digits and '_', as in the project's "
+                                      "settings), e.g. [\"PLAT\", \"DATA\"].")
+    return tuple(dict.fromkeys(v.strip() for v in value))
+
+
+def _flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"'{value}' must be true or false.")
+    return value
+
+
+def _partition(value: Any) -> Optional[Partition]:
+    if value in (None, {}):
+        return None
+    usage = (f"must be {{\"index\": i, \"count\": n}} with whole numbers, 1 <= n <= {MAX_PARTITIONS} and "
+             "0 <= i < n (one connection per index), e.g. {\"index\": 0, \"count\": 3}.")
+    if not isinstance(value, Mapping):
+        raise ConfigError("partition", usage)
+    index, count = value.get("index"), value.get("count")
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (index, count)) or not 0 <= index < count <= MAX_PARTITIONS:
+        raise ConfigError("partition", usage)
+    return None if count == 1 else Partition(index, count)
 
 
 def _api_url(value: Any) -> str:

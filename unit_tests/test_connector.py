@@ -34,6 +34,7 @@ def test_spec_lists_the_config_fields_in_order_with_the_token_secret():
     properties = spec["properties"]
     assert sorted(properties, key=lambda k: properties[k]["order"]) == [
         "workspace", "credentials", "start_date", "pull_request_state", "api_url", "max_waiting_time", "num_workers",
+        "repositories", "excluded_repositories", "projects", "skip_forks", "partition",
         "email", "api_token",  # configs from before the credentials choice: accepted, hidden
     ]
     assert properties["email"]["airbyte_hidden"] is properties["api_token"]["airbyte_hidden"] is True
@@ -48,7 +49,9 @@ def test_spec_lists_the_config_fields_in_order_with_the_token_secret():
     assert outputs["refresh_token"]["path_in_connector_config"] == ["credentials", "refresh_token"]
     assert properties["start_date"]["default"] == "2020-01-01T00:00:00Z"
     assert properties["pull_request_state"]["default"] == "ALL"
-    assert set(properties["pull_request_state"]["enum"]) == {"ALL", "OPEN", "MERGED", "DECLINED", "SUPERSEDED"}
+    one, several = properties["pull_request_state"]["anyOf"]
+    assert set(one["enum"]) == {"ALL", "OPEN", "MERGED", "DECLINED", "SUPERSEDED"}
+    assert several["type"] == "array" and set(several["items"]["enum"]) == {"OPEN", "MERGED", "DECLINED", "SUPERSEDED"}
 
 
 @responses.activate

@@ -68,6 +68,8 @@ class BitbucketStream(HttpStream, ABC):
     follows_next: bool = True
     # The shared listings (``source._build`` keyword arguments) the stream reads, e.g. pull_request_listing.
     listings: Tuple[str, ...] = ()
+    # A workspace-level stream (members, projects): with a ``partition``, only bucket 0 reads it.
+    workspace_level: bool = False
 
     def __init__(
         self,
@@ -258,6 +260,11 @@ class BitbucketStream(HttpStream, ABC):
         and be skipped. That shows as a shrinking ``size`` or an item seen twice; the slice is then
         read again from its first page (duplicates, never losses), up to ``MAX_WALKS`` times.
         """
+        if self.workspace_level and not self.config.selection.reads_workspace_streams:
+            partition = self.config.selection.partition
+            self.logger.info(f"{self.name}: read by partition 0 only (this connection is partition {partition.index} "
+                             f"of {partition.count}); nothing to read here.")
+            return
         where = self.partition_name(stream_slice or {})
         self._local.where = where  # named by the retry logs of this thread's requests
         try:

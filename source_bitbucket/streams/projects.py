@@ -33,6 +33,7 @@ class Projects(UpdatedSinceCursor, BitbucketStream):
     cursor_field = "updated_on"
     page_size = 50
     required_scope = "read:project:bitbucket"
+    workspace_level = True
     skip_statuses = frozenset({403})
 
     def first_page_path(self, stream_slice: Mapping[str, Any]) -> str:

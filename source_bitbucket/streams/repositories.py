@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Iterable, List, Mapping, MutableMapping, Optional
 from urllib.parse import quote
 
 from airbyte_cdk.models import SyncMode
@@ -60,6 +60,10 @@ class Repositories(UpdatedSinceCursor, BitbucketStream):
     ``q=updated_on>{cursor}`` and ``sort=updated_on`` (fewer pages). State:
     ``{"updated_on": <canonical date-time>}``, written once the listing has been walked without a
     shift (see ``BitbucketStream``).
+
+    Only the repositories of the config's selection (``source_bitbucket.selection``) are listed: its
+    ``projects`` go to the server as BBQL, the rest is filtered here, so the listing every
+    repository-scoped stream shares holds only those.
     """
 
     name = "repositories"
@@ -75,6 +79,17 @@ class Repositories(UpdatedSinceCursor, BitbucketStream):
 
     def first_page_path(self, stream_slice: Mapping[str, Any]) -> str:
         return f"repositories/{quote(self.config.workspace, safe='')}"
+
+    def first_page_params(self, stream_state: Mapping[str, Any], stream_slice: Mapping[str, Any]) -> Mapping[str, Any]:
+        params = dict(super().first_page_params(stream_state, stream_slice))
+        projects = self.config.selection.bbql()
+        if projects:
+            params["q"] = f"({projects}) AND {params['q']}" if "q" in params else projects
+        return params
+
+    def transform(self, record: MutableMapping[str, Any], stream_slice: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+        if self.config.selection.keeps(record):
+            yield from super().transform(record, stream_slice)
 
     def read_records(
         self,

@@ -18,6 +18,7 @@ class WorkspaceUsers(BitbucketStream):
     primary_key = "user_uuid"
     page_size = 100
     required_scope = "read:workspace:bitbucket"
+    workspace_level = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
