@@ -78,3 +78,17 @@ def test_a_used_refresh_token_fails_check_with_the_fields_to_fix(sandbox):
     result = cli.run("check", config)
     [status] = [m["connectionStatus"] for m in result.other if m.get("type") == "CONNECTION_STATUS"]
     assert status["status"] == "FAILED" and "invalid_grant" in status["message"] and "credentials.client_id" in status["message"]
+
+
+def test_scaled_rate_limit_headers_pace_the_sync_without_a_429():
+    workspace = generate_workspace(seed=6, repositories=6, pull_requests=30, commits=60, deployments=6, members=3)
+    # 100 requests per rolling 10 s: the sync needs about twice that, so it must slow down near the limit
+    with SandboxServer(workspace, access_tokens=[ACCESS_TOKEN], rate_limit=100, rate_window_s=10) as server:
+        config = {"workspace": workspace.slug, "api_url": server.api_url,
+                  "credentials": {"auth_type": "access_token", "access_token": ACCESS_TOKEN}}
+        result = full_sync(config)
+        requests_sent = len(server.requests)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert requests_sent > 150 and server.rate_limited == 0  # past the window's 100, yet no 429
+    paced = [log["message"] for log in result.logs if log["message"].startswith("rate limit: 100 requests per window")]
+    assert paced and "requests/minute" in paced[0]

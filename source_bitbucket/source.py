@@ -130,7 +130,7 @@ class SourceBitbucket(AbstractSource):
             "sync_started_at": started,
             "sync_clock": SyncClock(started),  # shared: one stream's first answer tells every stream Bitbucket's clock
             "authenticator": authenticator(parsed, config),
-            "rate_limit_gate": RateLimitGate(),
+            "rate_limit_gate": RateLimitGate(logging.getLogger("airbyte")),
             "stop_sync": self._stop_sync,
         }
         repositories = Repositories(**common)

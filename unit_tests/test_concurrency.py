@@ -89,6 +89,34 @@ def test_the_gate_holds_requests_until_a_shared_wait_is_over():
     assert time.monotonic() - started >= 0.25
 
 
+def test_pacing_starts_near_the_limit_spreads_the_rest_of_the_window_and_stops_after_it(caplog):
+    gate = RateLimitGate(logging.getLogger("test.pacing"))
+    gate.observe({"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "900", "X-RateLimit-Reset": "1800"})
+    assert gate.wait() == 0 and gate.wait() == 0  # far from the limit: no pacing
+    with caplog.at_level(logging.INFO, logger="test.pacing"):
+        gate.observe({"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "40", "X-RateLimit-Reset": "4"})  # 0.1 s each
+        started = time.monotonic()
+        for _ in range(4):
+            gate.wait()
+        assert 0.25 <= time.monotonic() - started < 1.0  # 3 gaps of 0.1 s after the first slot
+        gate.observe({"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "990", "X-RateLimit-Reset": "3600"})
+    assert "pacing at one request every 0.10 s (600 requests/minute)" in caplog.text and "no longer paced" in caplog.text
+    gate.wait()
+    started = time.monotonic()
+    gate.wait()
+    assert time.monotonic() - started < 0.05
+
+
+def test_near_limit_alone_paces_at_the_hourly_rate_and_no_headers_change_nothing():
+    gate = RateLimitGate()
+    gate.observe({})  # API tokens and OAuth consumers get no headers
+    gate.observe({"X-RateLimit-Limit": "36000", "X-RateLimit-NearLimit": "false"})
+    assert gate.wait() == 0 and gate.wait() == 0
+    gate.observe({"X-RateLimit-Limit": "36000", "X-RateLimit-NearLimit": "true"})  # 3600 / 36000 = 0.1 s
+    gate.wait()
+    assert gate.wait() >= 0.05
+
+
 def test_a_429_wait_closes_the_shared_gate_and_a_5xx_does_not():
     gate = RateLimitGate()
     strategy = BitbucketBackoffStrategy(logging.getLogger("test"), "commits", rate_limit_gate=gate)

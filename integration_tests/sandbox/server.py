@@ -77,8 +77,14 @@ class SandboxServer:
     def __init__(self, workspace, email: str = "dev@example.com", api_token: str = "sandbox-token",
                  latency_ms: int = 0, port: int = 0, host: str = "127.0.0.1", verbose: bool = False,
                  scopes: Optional[List[str]] = None, clock_dates: bool = False,
-                 access_tokens: Sequence[str] = (), oauth: Optional[TokenIssuer] = None):
+                 access_tokens: Sequence[str] = (), oauth: Optional[TokenIssuer] = None,
+                 rate_limit: Optional[int] = None, rate_window_s: float = 3600.0):
         self.workspace = workspace
+        # Scaled rate limits for Bearer requests: at most rate_limit per rolling rate_window_s (an hour on
+        # Bitbucket; shorter in tests), announced with X-RateLimit-* headers; 429 beyond. rate_limited counts the 429s.
+        self.rate_limit, self.rate_window_s = rate_limit, rate_window_s
+        self._bearer_times: List[float] = []
+        self.rate_limited = 0
         self.access_tokens = set(access_tokens)  # Bearer tokens accepted as they are (access tokens)
         self.oauth = oauth  # the OAuth consumer whose issued tokens are accepted (oauth.py)
         self.clock_dates = clock_dates  # True: the Date header tells the workspace's clock, as Bitbucket's tells its own
@@ -211,6 +217,9 @@ class SandboxServer:
         if not self.authorized(headers.get("Authorization")):
             return Response(401, UNAUTHORIZED.encode(), "text/plain",
                             {"WWW-Authenticate": 'Basic realm="Bitbucket.org HTTP"'})
+        limited = self._scaled_limit(headers.get("Authorization"))
+        if limited is not None and limited.status == 429:
+            return limited
         refused = scope_rules.check(path, self.scopes)
         if refused is not None:
             return refused
@@ -223,7 +232,30 @@ class SandboxServer:
             resp.body = rebase(resp.body, f"{origin}/2.0")
         if rule is not None and resp.status == 200 and resp.content_type == "application/json":
             resp = self._alter(rule, resp, origin, path, query)
+        if limited is not None:
+            resp.headers = {**(resp.headers or {}), **limited.headers}
         return resp
+
+    def _scaled_limit(self, authorization: Optional[str]) -> Optional[Response]:
+        """For a Bearer request under ``rate_limit``: a 429 when the window is spent, else an empty 200 carrying
+        the ``X-RateLimit-*`` headers to add to the answer; None otherwise."""
+        if self.rate_limit is None or not (authorization or "").lower().startswith("bearer "):
+            return None
+        with self._log_lock:
+            now = time.monotonic()
+            self._bearer_times = [t for t in self._bearer_times if t > now - self.rate_window_s]
+            spent = len(self._bearer_times) >= self.rate_limit
+            if not spent:
+                self._bearer_times.append(now)
+            remaining = self.rate_limit - len(self._bearer_times)
+            reset = self.rate_window_s - (now - self._bearer_times[0]) if self._bearer_times else self.rate_window_s
+            headers = {"X-RateLimit-Limit": str(self.rate_limit), "X-RateLimit-Resource": "api",
+                       "X-RateLimit-NearLimit": str(remaining < 0.2 * self.rate_limit).lower(),
+                       "X-RateLimit-Remaining": str(remaining), "X-RateLimit-Reset": str(max(1, round(reset)))}
+            if spent:
+                self.rate_limited += 1
+                return Response(429, b"Rate limit for this resource has been exceeded", "text/plain", headers)
+        return Response(200, b"", "text/plain", headers)
 
     def repository_keys(self, path: str) -> Tuple[str, ...]:
         """The identifiers (``repository_key`` of slug and uuid) of the repository a path concerns, if any.

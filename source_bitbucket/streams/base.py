@@ -301,6 +301,7 @@ class BitbucketStream(HttpStream, ABC):
         next_page_token: Optional[Mapping[str, Any]] = None,
     ) -> Iterable[Mapping[str, Any]]:
         self.cursors.observe_server_time(response.headers.get("Date"))  # before any of the page's records is observed
+        self.rate_limit_gate.observe(response.headers)
         body = page_body(response)
         walk = self._walk()
         if self.detect_shifts:
