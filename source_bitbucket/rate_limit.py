@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 NEAR_SHARE = 0.2  # pace once less than this share of the hourly limit remains
 LOG_EVERY_SECONDS = 60.0
@@ -39,6 +39,7 @@ class RateLimitGate:
         self._logger = logger
         self._window_start = time.monotonic()
         self._sent_in_window = 0
+        self.sent = 0  # requests let through in this sync (page requests of every stream)
 
     def close_for(self, seconds: float) -> None:
         """Hold every new request for ``seconds`` from now (a later deadline wins)."""
@@ -87,14 +88,37 @@ class RateLimitGate:
         return waited
 
     def _count(self, now: float) -> None:
-        """Requests per minute in the log while pacing (under the lock)."""
+        """The requests spent so far and per minute, in the log once a minute (under the lock)."""
+        self.sent += 1
         self._sent_in_window += 1
         elapsed = now - self._window_start
         if elapsed >= LOG_EVERY_SECONDS:
-            if self._interval and self._logger:
-                self._logger.info(f"rate limit: {self._sent_in_window / elapsed * 60:.0f} requests/minute over the last "
-                                  f"{elapsed:.0f} s (paced at one every {self._interval:.2f} s).")
+            if self._logger:
+                paced = f"; paced at one every {self._interval:.2f} s" if self._interval else ""
+                self._logger.info(f"requests: {self.sent} sent in this sync so far, {self._sent_in_window / elapsed * 60:.0f} "
+                                  f"per minute over the last {elapsed:.0f} s{paced}.")
             self._window_start, self._sent_in_window = now, 0
+
+
+HOURLY_LIMIT = 1000  # requests per rolling hour: API tokens (per user), OAuth consumers, unscaled access tokens
+
+
+def estimate_message(repositories: int, per_repository: Sequence[str], per_pull_request: Sequence[str],
+                     workspace_level: Sequence[str], auth_type: str) -> str:
+    """The log line, once the repository listing is read, that tells how long the sync may take: at least
+    one request per repository for each repository-scoped stream selected and one per workspace-level
+    stream (more for listings of more than one page; fewer where the skip rule or an unchanged cursor
+    skips a repository), plus about one per pull request read for each per-pull-request stream (two for
+    the diffstat), not known yet; against the hourly limit of the credentials."""
+    floor = repositories * len(per_repository) + len(workspace_level)
+    limit = (f"{HOURLY_LIMIT:,}/hour, or the scaled limit Bitbucket announces for the token (up to 10,000)"
+             if auth_type == "access_token" else f"{HOURLY_LIMIT:,}/hour")
+    hours = floor / HOURLY_LIMIT
+    duration = f"at least {hours:.1f} hours of the budget" if hours >= 1 else "minutes"
+    later = (f", plus about {len(per_pull_request) + ('pull_request_diffstat' in per_pull_request)} per pull request "
+             f"updated for {', '.join(per_pull_request)}") if per_pull_request else ""
+    return (f"request estimate: {repositories} repositories x {len(per_repository)} repository-scoped streams + "
+            f"{len(workspace_level)} workspace-level: at least {floor:,} requests{later}; limit {limit}: {duration}.")
 
 
 def _number(value: Optional[str]) -> Optional[float]:

@@ -21,7 +21,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_bitbucket.auth import authenticator
 from source_bitbucket.check import check_connection
-from source_bitbucket.rate_limit import RateLimitGate
+from source_bitbucket.rate_limit import RateLimitGate, estimate_message
 from source_bitbucket.config import BitbucketConfig
 from source_bitbucket.state import SyncClock
 from source_bitbucket.inputs import check_catalog_streams, read_catalog_file, read_config_file, read_state_file
@@ -143,6 +143,13 @@ class SourceBitbucket(AbstractSource):
         listings["pull_request_listing"].reader.readers = tuple(  # named in its skip warning
             s.name for s in streams if isinstance(s, PullRequestScopedStream) and (s.name in selected or not selected))
         repositories.listing_read_anyway = any(isinstance(s, RepositoryScopedStream) and s.name in selected for s in streams)
+        chosen = [s for s in streams if s.name in selected]
+        repositories.listing.on_read = lambda count: logging.getLogger("airbyte").info(estimate_message(
+            count,
+            [s.name for s in chosen if isinstance(s, RepositoryScopedStream) and not isinstance(s, PullRequestScopedStream)],
+            [s.name for s in chosen if isinstance(s, PullRequestScopedStream)],
+            [s.name for s in chosen if s.workspace_level and parsed.selection.reads_workspace_streams],
+            parsed.credentials.auth_type))
         return streams
 
 

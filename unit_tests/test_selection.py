@@ -97,3 +97,27 @@ def test_workspace_level_streams_are_read_by_partition_0_only(config):
     second = run_read({**config, "partition": {"index": 1, "count": 2}}, ["workspace_users"])
     assert len(first.records) == 1 and second.records == [] and len(responses.calls) == 1
     assert any("read by partition 0 only" in m.log.message for m in second.logs)
+
+
+@responses.activate
+def test_a_read_logs_a_request_estimate_once_the_listing_is_read(config):
+    repos = [repository(1), repository(2)]
+    responses.get(LISTING, json=page(repos))
+    for r in repos:
+        responses.get(f"{LISTING}/{r['uuid']}/deployments".replace("{", "%7B").replace("}", "%7D"), json=page([]))
+    responses.get(f"{API}/workspaces/{WORKSPACE}/members", json=page([]))
+
+    output = run_read(config, ["repositories", "deployments", "workspace_users"])
+
+    [estimate] = [m.log.message for m in output.logs if m.log.message.startswith("request estimate")]
+    assert estimate == ("request estimate: 2 repositories x 1 repository-scoped streams + 1 workspace-level: "
+                        "at least 3 requests; limit 1,000/hour: minutes.")
+
+
+def test_the_estimate_names_the_per_pull_request_cost_and_the_scaled_limit_of_access_tokens():
+    from source_bitbucket.rate_limit import estimate_message
+
+    message = estimate_message(3000, ["pull_requests", "commits"], ["pull_request_comments", "pull_request_diffstat"],
+                               [], "access_token")
+    assert "at least 6,000 requests, plus about 3 per pull request updated" in message
+    assert "scaled limit" in message and "at least 6.0 hours" in message

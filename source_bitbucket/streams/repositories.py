@@ -29,6 +29,7 @@ class RepositoryListing:
         self._read = read
         self._records: Optional[List[Mapping[str, Any]]] = None
         self._lock = threading.Lock()
+        self.on_read: Callable[[int], None] = lambda count: None  # told the repository count once the listing is read
 
     def records(self) -> List[Mapping[str, Any]]:
         """The repository records, ``[{"uuid", "full_name", "slug", "updated_on", ...}, ...]``."""
@@ -36,6 +37,7 @@ class RepositoryListing:
             if self._records is None:
                 by_uuid = {r["uuid"]: r for r in self._read() if isinstance(r, Mapping)}
                 self._records = list(by_uuid.values())
+                self.on_read(len(self._records))
             return self._records
 
 
