@@ -92,3 +92,24 @@ def test_scaled_rate_limit_headers_pace_the_sync_without_a_429():
     assert requests_sent > 150 and server.rate_limited == 0  # past the window's 100, yet no 429
     paced = [log["message"] for log in result.logs if log["message"].startswith("rate limit: 100 requests per window")]
     assert paced and "requests/minute" in paced[0]
+
+
+def test_an_access_token_refused_the_workspace_level_streams_skips_them_with_one_warning_each(sandbox):
+    server, _, base, expected = sandbox
+    config = {**base, "credentials": {"auth_type": "access_token", "access_token": ACCESS_TOKEN}}
+    # a repository access token: Bitbucket refuses it the workspace's members and projects
+    server.add_fault("403", path_contains="/members", times=None)
+    server.add_fault("403", path_contains="/projects", times=None)
+    try:
+        result = full_sync(config)
+        check = cli.run("check", config)
+    finally:
+        server.clear_faults()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.counts() == {**expected, "workspace_users": 0, "projects": 0}  # every other stream in full
+    warnings = [log["message"] for log in result.logs if log["level"] == "WARN"]
+    assert sum("Skipping stream workspace_users" in w for w in warnings) == 1
+    assert sum("Skipping stream projects" in w for w in warnings) == 1
+    [status] = [m["connectionStatus"] for m in check.other if m.get("type") == "CONNECTION_STATUS"]
+    assert status["status"] == "SUCCEEDED"
+    assert any("cannot read workspace_users" in log["message"] for log in check.logs if log["level"] == "WARN")

@@ -34,7 +34,7 @@ import requests
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from requests.auth import AuthBase
 
-from source_bitbucket.config import BitbucketConfig, same_api_host
+from source_bitbucket.config import ACCESS_TOKEN, BitbucketConfig, same_api_host
 from source_bitbucket.streams import STREAM_CLASSES, Deployments, Projects, PullRequests, Repositories, WorkspaceUsers
 from source_bitbucket.errors import (
     UNAUTHORIZED_MESSAGES,
@@ -139,6 +139,10 @@ def check_connection(
             continue
         if missing_scopes(response) is not None:
             missing.append(probe)
+        elif response.status_code == 403 and not probe.per_repository and config.credentials.auth_type == ACCESS_TOKEN:
+            logger.warning(f"check: this access token cannot read {', '.join(probe.streams)} (HTTP 403: {error_detail(response)}): "
+                           "a repository or project access token sees no workspace-level data. Those streams will be "
+                           "skipped with one warning; the other streams can sync.")
         elif not response.ok:
             logger.info(f"check: {probe.scope} not checked (HTTP {response.status_code}: {error_detail(response)}).")
     if any(probe.core for probe in missing):
