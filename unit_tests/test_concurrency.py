@@ -104,7 +104,7 @@ def test_pacing_starts_near_the_limit_spreads_the_rest_of_the_window_and_stops_a
     gate.wait()
     started = time.monotonic()
     gate.wait()
-    assert time.monotonic() - started < 0.05
+    assert time.monotonic() - started < 0.2  # no slot to wait for: not paced any more
 
 
 def test_near_limit_alone_paces_at_the_hourly_rate_and_no_headers_change_nothing():
