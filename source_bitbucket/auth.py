@@ -71,7 +71,10 @@ def authenticator(config: BitbucketConfig, raw_config: Mapping[str, Any]) -> Aut
     common = {"token_refresh_endpoint": token_url(config.api_url), "client_id": credentials.client_id,
               "client_secret": credentials.client_secret, "refresh_request_headers": {"Authorization": f"Basic {consumer}"}}
     if credentials.refresh_token:
-        return RefreshTokenAuthenticator(connector_config=_writable(raw_config), **common)
+        writable = _writable(raw_config)
+        if not credentials.token_expiry_date:  # absent or unreadable: refresh at once (the CDK would fail to parse it)
+            writable["credentials"]["token_expiry_date"] = ""
+        return RefreshTokenAuthenticator(connector_config=writable, **common)
     return Oauth2Authenticator(refresh_token=None, grant_type="client_credentials", **common)  # type: ignore[arg-type]
 
 

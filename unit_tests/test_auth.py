@@ -158,3 +158,11 @@ def test_check_says_which_fields_to_fix_when_the_token_endpoint_refuses(tmp_path
     assert status.connectionStatus.status == Status.FAILED
     assert "credentials.client_id" in status.connectionStatus.message and "refresh-used" not in status.connectionStatus.message
     assert len(responses.calls) == 1  # nothing sent to the API without a token
+
+
+@responses.activate
+def test_an_unreadable_stored_token_expiry_means_a_refresh_not_a_crash():
+    responses.post(BITBUCKET_TOKEN_URL, json=token_answer("access-1"))
+    responses.get(LISTING, json=page([repository(1)]))
+    output = run_read(oauth(refresh_token="refresh-1", access_token="old", token_expiry_date="next tuesday"), ["repositories"])
+    assert len(output.records) == 1 and responses.calls[1].request.headers["Authorization"] == "Bearer access-1"
